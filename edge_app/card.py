@@ -1,0 +1,190 @@
+"""The model card: what ``edge-convert`` writes beside its artifacts and every device reads.
+
+``model_card.json`` (schema :data:`SCHEMA_VERSION`) names each artifact with its
+SHA-256, input spec (layout, dtype, shape, quantisation), outputs, the centroids and
+threshold for rejecting non-cells *in that artifact's own embedding space*, and the
+validation results. ``load_card`` refuses an unknown schema version, and
+``verify_artifact`` refuses a file whose hash does not match, each with a one-line
+:class:`~edge_app.errors.ModelCardError`. The README documents every field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_app.atomic import atomic_write_json, sha256_file
+from edge_app.classes import default_groups
+from edge_app.errors import ArtifactIntegrityError, ModelCardError
+from edge_app.formats import get_format
+from edge_app.preprocess import PreprocessSpec, Quantization
+
+SCHEMA_VERSION = 1
+CARD_FILE = "model_card.json"
+
+
+@dataclass
+class TensorSpec:
+    """One input or output tensor of an artifact."""
+
+    name: str
+    shape: list[int]  # batch dimension first; -1 where dynamic
+    dtype: str = "float32"
+    quant: Quantization = field(default_factory=Quantization)
+    layout: str = ""  # inputs: "NHWC" (TFLite) or "NCHW" (ONNX, torch)
+    space: str = "normalized"  # inputs: "normalized" (mean/std applied before quantising) or "pixels" (0..255)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TensorSpec":
+        d = dict(d)
+        d["quant"] = Quantization(**d.get("quant", {}))
+        return cls(**d)
+
+
+@dataclass
+class ArtifactEntry:
+    """One runnable artifact of the model (a key of :data:`edge_app.formats.FORMATS`)."""
+
+    format: str
+    file: str  # relative to the card's folder
+    sha256: str
+    size_bytes: int
+    input: TensorSpec
+    outputs: dict[str, TensorSpec]  # "logits", "embedding"
+    max_batch: int = 1  # crops per invocation the artifact accepts (1 = fixed batch)
+    centroids: list[list[float]] = field(default_factory=list)  # per class, this artifact's embedding space
+    threshold: float = float("inf")  # distance to the nearest centroid above which a crop is "unknown"
+    validation: dict[str, Any] = field(default_factory=dict)  # accuracy, macro_f1, agreement, max_logit_error, n
+    status: str = "ok"  # "ok" or "rejected" (failed the accuracy gate)
+    status_reason: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ArtifactEntry":
+        d = dict(d)
+        d["input"] = TensorSpec.from_dict(d["input"])
+        d["outputs"] = {k: TensorSpec.from_dict(v) for k, v in d["outputs"].items()}
+        if d.get("threshold") is None:
+            d["threshold"] = float("inf")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["threshold"] == float("inf"):
+            d["threshold"] = None  # JSON has no infinity
+        return d
+
+
+@dataclass
+class ModelCard:
+    architecture: str
+    class_names: list[str]
+    preprocessing: PreprocessSpec
+    embedding_dim: int
+    artifacts: dict[str, ArtifactEntry] = field(default_factory=dict)
+    class_groups: dict[str, str] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)  # bundle path + sha256, fold, training metrics
+    validation: dict[str, Any] = field(default_factory=dict)  # split, n_images, the printed table
+    tools: dict[str, str] = field(default_factory=dict)  # versions of torch, onnx2tf, tensorflow, ...
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+    directory: Path | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.class_groups:
+            self.class_groups = default_groups(self.class_names)
+
+    # -- reading -----------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], directory: Path | None = None) -> "ModelCard":
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ModelCardError(
+                f"model card schema version {version!r} is not supported (this CytoEdge reads version "
+                f"{SCHEMA_VERSION}): convert the model again with this release's edge-convert")
+        try:
+            return cls(
+                architecture=d["architecture"],
+                class_names=list(d["class_names"]),
+                class_groups=dict(d.get("class_groups") or {}),
+                preprocessing=PreprocessSpec.from_dict(d["preprocessing"]),
+                embedding_dim=int(d["embedding_dim"]),
+                artifacts={k: ArtifactEntry.from_dict(v) for k, v in d.get("artifacts", {}).items()},
+                source=d.get("source", {}),
+                validation=d.get("validation", {}),
+                tools=d.get("tools", {}),
+                created=d.get("created", ""),
+                directory=directory,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelCardError(f"model card is malformed ({type(exc).__name__}: {exc}): convert the model again") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "created": self.created,
+            "architecture": self.architecture,
+            "class_names": list(self.class_names),
+            "class_groups": dict(self.class_groups),
+            "embedding_dim": self.embedding_dim,
+            "preprocessing": self.preprocessing.to_dict(),
+            "artifacts": {k: a.to_dict() for k, a in self.artifacts.items()},
+            "source": self.source,
+            "validation": self.validation,
+            "tools": self.tools,
+        }
+
+    # -- artifacts -----------------------------------------------------------
+    def artifact(self, fmt: str) -> ArtifactEntry:
+        get_format(fmt)  # unknown names are an error, not a miss
+        if fmt not in self.artifacts:
+            have = ", ".join(self.artifacts) or "none"
+            raise ModelCardError(f"the model card in {self.directory} has no {fmt} artifact (it has: {have})")
+        return self.artifacts[fmt]
+
+    def artifact_path(self, fmt: str) -> Path:
+        base = self.directory if self.directory is not None else Path(".")
+        return base / self.artifact(fmt).file
+
+    def verify_artifact(self, fmt: str) -> Path:
+        """The artifact's path, after checking that it exists and its SHA-256 matches the card."""
+        entry, path = self.artifact(fmt), self.artifact_path(fmt)
+        if not path.is_file():
+            raise ArtifactIntegrityError(f"artifact {path} named by the model card is missing: convert the model again")
+        digest = sha256_file(path)
+        if digest != entry.sha256:
+            raise ArtifactIntegrityError(
+                f"artifact {path} does not match its model card (sha256 {digest[:12]}… != {entry.sha256[:12]}…): "
+                "it was changed or damaged; copy the model folder again or re-run edge-convert")
+        return path
+
+
+def card_path(model: str | Path) -> Path:
+    """A model folder or a card file -> the card file."""
+    p = Path(model)
+    return p / CARD_FILE if p.is_dir() else p
+
+
+def load_card(model: str | Path) -> ModelCard:
+    """Read and check a model card (schema version, required fields). Hashes are checked by ``verify_artifact``."""
+    path = card_path(model)
+    if not path.is_file():
+        raise ModelCardError(f"no model card at {path}: pass a folder written by edge-convert")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelCardError(f"model card {path} cannot be read ({exc}): convert the model again") from None
+    if not isinstance(data, dict):
+        raise ModelCardError(f"model card {path} is not a JSON object: convert the model again")
+    return ModelCard.from_dict(data, directory=path.parent)
+
+
+def write_card(card: ModelCard, directory: str | Path) -> Path:
+    """Write ``model_card.json`` into ``directory`` atomically."""
+    return atomic_write_json(Path(directory) / CARD_FILE, card.to_dict())
+
+
+def describe_artifact(path: Path) -> tuple[str, int]:
+    """SHA-256 and size of a file, for a new :class:`ArtifactEntry`."""
+    return sha256_file(path), path.stat().st_size

@@ -1,0 +1,26 @@
+"""The one place where typed errors become exit codes (used by all four commands)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from edge_app.errors import CytoEdgeError
+
+
+def run_cli(prog: str, main: Callable[[Sequence[str] | None], int | None],
+            argv: Sequence[str] | None = None) -> int:
+    """Run ``main(argv)``; a :class:`CytoEdgeError` becomes ``prog: error: msg`` and its exit code.
+
+    Anything else is a bug and keeps its traceback.
+    """
+    try:
+        rc = main(argv)
+    except CytoEdgeError as exc:
+        msg = " ".join(str(exc).split())  # always one line
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)

@@ -1,0 +1,5 @@
+"""``edge-train``: hybrid-loss (cross-entropy + triplet) training of lightweight CNNs with k-fold CV.
+
+Heavy imports (torch, torchvision, timm) happen inside the functions that need them,
+so ``edge-train --help`` is instant.
+"""
