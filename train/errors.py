@@ -17,3 +17,9 @@ class ModelError(CytoEdgeError):
 
 class BundleError(CytoEdgeError):
     """A checkpoint bundle is missing or malformed."""
+
+
+class TrainingDivergedError(CytoEdgeError):
+    """The loss became NaN or infinite; the run stops before writing a broken model."""
+
+    exit_code = 3

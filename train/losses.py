@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-MININGS = ("batch_hard", "batch_all")
+from train.config import MININGS
 
 
 @dataclass

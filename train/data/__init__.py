@@ -1,0 +1,1 @@
+"""Data: the SIPaKMeD / ImageFolder reader, the synthetic generator, transforms and datasets."""

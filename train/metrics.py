@@ -1,0 +1,51 @@
+"""Classification metrics (scikit-learn), the paper's four plus F1 and per-class detail.
+
+Specificity is not in scikit-learn; it is read off the same confusion matrix:
+for class k, TN / (TN + FP) treating k one-vs-rest, then macro-averaged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+METRIC_KEYS = ("accuracy", "precision", "recall", "specificity", "f1")
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    labels = list(range(len(class_names)))
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    total = cm.sum()
+    tp = np.diag(cm)
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+    tn = total - tp - fp - fn
+    spec = np.divide(tn, tn + fp, out=np.zeros(len(labels)), where=(tn + fp) > 0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision": float(p.mean()),
+        "recall": float(r.mean()),
+        "specificity": float(spec.mean()),
+        "f1": float(f.mean()),
+        "n": int(total),
+        "per_class": {
+            name: {"precision": float(p[k]), "recall": float(r[k]), "specificity": float(spec[k]),
+                   "f1": float(f[k]), "support": int(support[k])}
+            for k, name in enumerate(class_names)
+        },
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def mean_std(per_fold: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean and (population) standard deviation of each metric over folds."""
+    out = {}
+    for key in METRIC_KEYS:
+        vals = np.array([m[key] for m in per_fold], dtype=float)
+        out[key] = {"mean": float(vals.mean()), "std": float(vals.std())}
+    return out

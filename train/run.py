@@ -1,0 +1,138 @@
+"""k-fold cross-validation around :func:`train.loop.train_fold`, and the summary across folds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_app.atomic import atomic_write_json
+from train.config import TrainConfig
+from train.data.sipakmed import DatasetIndex, scan_dataset
+from train.errors import ConfigError
+from train.metrics import METRIC_KEYS, mean_std
+
+CONFIG_FILE, SUMMARY_FILE = "config.json", "summary.json"
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to output folder {out} ({exc.strerror}): choose another --out") from None
+
+
+def limit_samples(index: DatasetIndex, per_class: int, seed: int) -> DatasetIndex:
+    """At most ``per_class`` images per class, chosen reproducibly (whole groups first, so folds stay group-aware)."""
+    if per_class <= 0:
+        return index
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in range(len(index.class_names)):
+        items = [s for s in index.samples if s.label == label]
+        groups = sorted({s.group for s in items})
+        order = {g: i for i, g in enumerate(rng.permutation(groups))}
+        items.sort(key=lambda s: (order[s.group], str(s.path)))
+        keep.extend(items[:per_class])
+    return DatasetIndex(index.root, index.layout, index.class_names, keep, index.frames, index.skipped, index.ignored_dirs)
+
+
+def load_saved_config(out: str | Path) -> TrainConfig:
+    """The resolved config a run saved in its folder (for --resume)."""
+    saved = Path(out) / CONFIG_FILE
+    if not saved.is_file():
+        raise ConfigError(f"--resume: no run to resume in {out} (no {CONFIG_FILE}); start it without --resume")
+    try:
+        data = json.loads(saved.read_text(encoding="utf-8"))
+        data["out"] = str(out)
+        return TrainConfig(**data).validate()
+    except (OSError, json.JSONDecodeError, TypeError) as exc:
+        raise ConfigError(f"--resume: {saved} cannot be read ({exc}); start a new run") from None
+
+
+def prepare_run_folder(cfg: TrainConfig, resume: bool) -> None:
+    """A new run refuses to overwrite a previous one; a resumed run must find its folder."""
+    out = Path(cfg.out)
+    if resume:
+        load_saved_config(out)
+        return
+    if (out / CONFIG_FILE).is_file():
+        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    check_writable(out)
+
+
+def summarize(cfg: TrainConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
+    summary = {
+        "model": cfg.model, "loss": cfg.loss, "folds": cfg.folds, "group_aware": cfg.groups, "epochs": cfg.epochs,
+        "per_fold": [{"fold": r["fold"], **{k: r["metrics"][k] for k in (*METRIC_KEYS, "n")}} for r in results],
+    }
+    summary["mean_std"] = mean_std([r["metrics"] for r in results])
+    return summary
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """A table shaped like the paper's Table 2 (per fold, then mean +- std, in %)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{summary['model']} + {'hybrid loss' if summary['loss'] == 'hybrid' else 'cross-entropy'} "
+                    f"({len(summary['per_fold'])} of {summary['folds']} folds, "
+                    f"{'group-aware' if summary['group_aware'] else 'plain'} split)")
+    t.add_column("fold")
+    for k in METRIC_KEYS:
+        t.add_column(f"{k} (%)", justify="right")
+    for row in summary["per_fold"]:
+        t.add_row(str(row["fold"]), *[f"{100 * row[k]:.2f}" for k in METRIC_KEYS])
+    ms = summary["mean_std"]
+    t.add_row("mean ± std", *[f"{100 * ms[k]['mean']:.2f} ± {100 * ms[k]['std']:.2f}" for k in METRIC_KEYS])
+    Console(width=120).print(t)
+
+
+def run_training(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any] | None:
+    """Train the selected folds; returns the summary (on the main process) or None (other ranks)."""
+    import torch
+
+    from train.distributed import barrier, init_distributed, shutdown
+    from train.folds import make_folds
+    from train.loop import train_fold
+
+    cfg.validate()
+    dist, device = init_distributed(cfg.device)
+    try:
+        if dist.is_main:
+            prepare_run_folder(cfg, resume)
+            atomic_write_json(Path(cfg.out) / CONFIG_FILE, cfg.to_dict())
+        barrier(dist)
+        index = limit_samples(scan_dataset(cfg.data), cfg.limit_per_class, cfg.seed)
+        folds = make_folds(index.samples, index.class_names, cfg.folds, groups=cfg.groups, seed=cfg.seed)
+        if dist.is_main:
+            print(index.summary())
+            print(f"training {cfg.model} with {cfg.loss} loss on {device} "
+                  f"({dist.world_size} process{'es' if dist.enabled else ''}, {torch.get_num_threads()} threads)")
+        selected = range(cfg.folds) if cfg.fold < 0 else [cfg.fold]
+        results = []
+        for k in selected:
+            fold_dir = Path(cfg.out) / f"fold_{k}"
+            if resume and (fold_dir / "bundle.json").is_file() and (fold_dir / "metrics.json").is_file():
+                if dist.is_main:
+                    print(f"fold {k}: already complete, kept")
+                    results.append({"fold": k, "metrics": json.loads((fold_dir / "metrics.json").read_text())})
+                continue
+            tr, va = folds[k]
+            res = train_fold(cfg, index, k, tr, va, dist, device, resume)
+            if dist.is_main:
+                results.append({"fold": k, "metrics": res.metrics})
+                print(f"fold {k}: accuracy {100 * res.metrics['accuracy']:.2f} %, bundle {res.directory}")
+        if not dist.is_main:
+            return None
+        summary = summarize(cfg, results)
+        atomic_write_json(Path(cfg.out) / SUMMARY_FILE, summary)
+        print_summary(summary)
+        return summary
+    finally:
+        shutdown(dist)
