@@ -118,13 +118,17 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec, *, channel_order: str = 
     img = as_bgr_uint8(image)  # channel-agnostic: grey/alpha/16-bit -> 3 x uint8
     if channel_order != spec.channel_order:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # the swap is its own inverse
-    img = resize_center_crop(img, spec).astype(np.float32)
-    if not normalize:
-        return img
-    img *= 1.0 / 255.0
-    img -= np.asarray(spec.mean, np.float32)
-    img /= np.asarray(spec.std, np.float32)
-    return img
+    img = resize_center_crop(img, spec)
+    return normalize_crop(img, spec) if normalize else img.astype(np.float32)
+
+
+def normalize_crop(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The last step alone: an already resized and cropped uint8 image -> normalised float32."""
+    x = img.astype(np.float32)
+    x *= 1.0 / 255.0
+    x -= np.asarray(spec.mean, np.float32)
+    x /= np.asarray(spec.std, np.float32)
+    return x
 
 
 def preprocess_batch(images: Sequence[np.ndarray], spec: PreprocessSpec, *, channel_order: str = "BGR",
@@ -175,5 +179,5 @@ def dequantize(x: np.ndarray, q: Quantization) -> np.ndarray:
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "PreprocessSpec", "Quantization", "as_bgr_uint8",
-    "dequantize", "preprocess", "preprocess_batch", "quantize", "resize_center_crop",
+    "dequantize", "normalize_crop", "preprocess", "preprocess_batch", "quantize", "resize_center_crop",
 ]

@@ -50,6 +50,5 @@ class CellDataset(Dataset):
         label = self.samples[i].label
         if self.train:
             return self.train_tf.augment(self._rgb(i)), label, i
-        # The device's own function; on the cached crop (already RGB, resized and cropped)
-        # its resize and crop are no-ops, so this equals preprocess() of the original file.
-        return self.eval_tf.from_rgb(self._rgb(i)), label, i
+        # the device's own steps: the cached crop is preprocess()'s resize + crop, then its normalisation
+        return self.eval_tf.from_cropped(self._rgb(i)), label, i

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_app.preprocess import PreprocessSpec, preprocess, resize_center_crop
+from edge_app.preprocess import PreprocessSpec, normalize_crop, preprocess, resize_center_crop
 from train.errors import DataError
 
 
@@ -40,10 +40,9 @@ class EvalTransform:
     def __call__(self, bgr: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(preprocess(bgr, self.spec).transpose(2, 0, 1)))
 
-    def from_rgb(self, rgb: np.ndarray) -> torch.Tensor:
-        """Same, for a crop already in the model's channel order."""
-        x = preprocess(rgb, self.spec, channel_order=self.spec.channel_order)
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    def from_cropped(self, rgb: np.ndarray) -> torch.Tensor:
+        """Same, for a crop already resized, centre-cropped and in the model's channel order."""
+        return torch.from_numpy(np.ascontiguousarray(normalize_crop(rgb, self.spec).transpose(2, 0, 1)))
 
 
 class TrainTransform:
