@@ -35,6 +35,7 @@ class TensorSpec:
     quant: Quantization = field(default_factory=Quantization)
     layout: str = ""  # inputs: "NHWC" (TFLite) or "NCHW" (ONNX, torch)
     space: str = "normalized"  # inputs: "normalized" (mean/std applied before quantising) or "pixels" (0..255)
+    index: int = -1  # outputs: position in the runtime's output list (TFLite get_output_details()); -1 unknown
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TensorSpec":
