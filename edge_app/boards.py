@@ -1,0 +1,176 @@
+"""Board profiles (``hardware/boards/*.toml``) and detecting which board this is.
+
+A profile says what a board has (cores, RAM) and how edge_app runs on it (default
+interpreter threads, interpreter, camera defaults). ``--board NAME`` picks one by
+name, ``--board path/to/file.toml`` reads a file, and without ``--board`` the board
+is detected: the Raspberry Pi model from ``/proc/device-tree/model``, a Jetson from
+``/etc/nv_tegra_release`` (and its device-tree model), otherwise the CPU from
+``/proc/cpuinfo`` and the machine type. ``bench-device`` reuses :func:`detect_board`
+and :func:`load_profile`.
+
+Profiles are found in ``$CYTOEDGE_HARDWARE/boards`` when that variable is set, else in
+the repository's ``hardware/boards`` beside the ``edge_app`` package.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edge_app.errors import BoardProfileError
+
+HARDWARE_ENV = "CYTOEDGE_HARDWARE"
+INTERPRETERS = ("litert", "tflite-runtime", "tensorflow")
+
+
+@dataclass(frozen=True)
+class CameraDefaults:
+    source: str = "cam:0"  # a --source value (picam, cam:N, gst:PIPELINE)
+    width: int = 1280
+    height: int = 960
+    fps: int = 10
+
+
+@dataclass(frozen=True)
+class BoardProfile:
+    name: str  # the key --board takes, e.g. "rpi4"
+    title: str  # human name, e.g. "Raspberry Pi 4 Model B"
+    arch: str  # "aarch64" or "x86_64"
+    cores: int  # CPU cores (0 in the file: this machine's count)
+    default_threads: int  # interpreter threads when --threads is not given (0: all cores)
+    interpreter: str = "litert"  # preferred TFLite interpreter, one of INTERPRETERS
+    ram_gb: tuple[int, ...] = ()
+    camera: CameraDefaults = field(default_factory=CameraDefaults)
+    thermal_zone: str = ""  # sysfs file with the SoC temperature in millidegrees
+    throttle_command: str = ""  # prints the throttle state (Raspberry Pi: vcgencmd get_throttled)
+    detect: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    path: Path | None = None  # the TOML file it came from
+    detected: str = ""  # what detection matched ("" when chosen by name)
+
+    @property
+    def threads(self) -> int:
+        """Interpreter threads to use: the profile's default, or every core of this machine."""
+        return self.default_threads or self.cores
+
+
+def hardware_dir() -> Path:
+    """The ``hardware/`` folder: ``$CYTOEDGE_HARDWARE`` or the one beside the package."""
+    env = os.environ.get(HARDWARE_ENV)
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "hardware"
+
+
+def boards_dir() -> Path:
+    return hardware_dir() / "boards"
+
+
+def list_profiles() -> list[str]:
+    """Names of the profiles shipped in ``hardware/boards``."""
+    d = boards_dir()
+    return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []
+
+
+def load_profile(name_or_path: str | os.PathLike[str]) -> BoardProfile:
+    """A profile by name (``rpi4``) or from a TOML file path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if not (text.endswith(".toml") or os.sep in text):
+        path = boards_dir() / f"{text}.toml"
+        if not path.is_file():
+            known = ", ".join(list_profiles()) or f"none found in {boards_dir()}"
+            raise BoardProfileError(f"unknown board {text!r}: choose from {known}, or pass a .toml file")
+    if not path.is_file():
+        raise BoardProfileError(f"board profile {path} does not exist: pass a board name or an existing .toml file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BoardProfileError(f"board profile {path} cannot be read ({exc}): fix the TOML") from None
+    return _profile_from_dict(data, path)
+
+
+def _profile_from_dict(d: dict[str, Any], path: Path) -> BoardProfile:
+    try:
+        cam = d.get("camera", {})
+        thermal = d.get("thermal", {})
+        prof = BoardProfile(
+            name=str(d.get("name") or path.stem),
+            title=str(d["title"]),
+            arch=str(d.get("arch", "")),
+            cores=int(d.get("cores", 0)) or (os.cpu_count() or 1),
+            default_threads=int(d.get("default_threads", 0)),
+            interpreter=str(d.get("interpreter", "litert")),
+            ram_gb=tuple(int(x) for x in d.get("ram_gb", ())),
+            camera=CameraDefaults(source=str(cam.get("source", "cam:0")), width=int(cam.get("width", 1280)),
+                                  height=int(cam.get("height", 960)), fps=int(cam.get("fps", 10))),
+            thermal_zone=str(thermal.get("zone", "")),
+            throttle_command=str(thermal.get("throttle_command", "")),
+            detect={k: tuple(str(s) for s in v) for k, v in d.get("detect", {}).items()},
+            path=path,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BoardProfileError(f"board profile {path} is malformed ({type(exc).__name__}: {exc}): "
+                                "compare it with hardware/boards/rpi4.toml") from None
+    if prof.interpreter not in INTERPRETERS:
+        raise BoardProfileError(f"board profile {path}: interpreter {prof.interpreter!r} is not one of "
+                                f"{', '.join(INTERPRETERS)}")
+    if prof.cores < 0 or prof.default_threads < 0:
+        raise BoardProfileError(f"board profile {path}: cores and default_threads must be >= 0")
+    return prof
+
+
+def _read(root: Path, rel: str) -> str:
+    try:
+        return (root / rel).read_bytes().replace(b"\x00", b"").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def machine_facts(root: str | os.PathLike[str] = "/") -> dict[str, str]:
+    """What the files detection reads say: device-tree model, L4T release, CPU model, machine type."""
+    r = Path(root)
+    cpu = ""
+    for line in _read(r, "proc/cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("model name", "hardware", "model") and value.strip():
+            cpu = value.strip()
+            break
+    tegra = _read(r, "etc/nv_tegra_release").splitlines()
+    return {
+        "device_tree_model": _read(r, "proc/device-tree/model"),
+        "nv_tegra_release": tegra[0] if tegra else "",
+        "cpu_model": cpu,
+        "machine": platform.machine() if r == Path("/") else "",
+    }
+
+
+def detect_board(root: str | os.PathLike[str] = "/", machine: str | None = None) -> BoardProfile:
+    """The profile of the board this runs on (``root`` and ``machine`` let tests fake a board).
+
+    Device-tree model first (most specific), then the Jetson L4T release, then the
+    machine type; a board nothing matches gets a generic profile built from its CPU.
+    """
+    facts = machine_facts(root)
+    if machine is not None:
+        facts["machine"] = machine
+    profiles = [load_profile(n) for n in list_profiles()]
+    for key in ("device_tree_model", "nv_tegra_release", "machine"):
+        text = facts.get(key, "")
+        if not text:
+            continue
+        for prof in profiles:
+            for pattern in prof.detect.get(key, ()):
+                if pattern.lower() in text.lower():
+                    return replace(prof, detected=f"{key}: {text}")
+    title = facts["device_tree_model"] or facts["cpu_model"] or facts["machine"] or "unknown board"
+    return BoardProfile(name="generic", title=title, arch=facts["machine"], cores=os.cpu_count() or 1,
+                        default_threads=0, detected=f"no profile matched ({title})")
+
+
+def resolve_board(board: str | None) -> BoardProfile:
+    """``--board`` value -> profile; ``None`` or ``"auto"`` detects."""
+    if board in (None, "", "auto"):
+        return detect_board()
+    return load_profile(board)
