@@ -73,8 +73,9 @@ def _loader(cfg: TrainConfig, ds: CellDataset, fold: int, epoch: int, dist: Dist
         sampler.set_epoch(epoch)
     else:
         sampler = RandomSampler(ds, generator=g)
-    # drop_last: a batch of one breaks BatchNorm and holds no triplet
-    return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(ds) > cfg.batch_size, **common)
+    # drop_last: a batch of one breaks BatchNorm and holds no triplet (kept when it is the only batch)
+    return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(sampler) > cfg.batch_size,
+                      **common)
 
 
 @torch.no_grad()
@@ -195,7 +196,7 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
             n = max(tot["n"], 1)
             history.append({"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": tot["loss"] / n,
                             "train_ce": tot["ce"] / n, "train_triplet": tot["triplet"] / n,
-                            "train_acc": tot["correct"] / n, "val_loss": v_loss, "val_acc": v_acc,
+                            "train_acc": tot["correct"] / n, "train_images": int(tot["n"]), "val_loss": v_loss, "val_acc": v_acc,
                             "train_seconds": train_secs, "train_images_per_s": tot["n"] / max(train_secs, 1e-9)})
             print(f"fold {fold} epoch {epoch + 1}/{cfg.epochs}: loss {tot['loss'] / n:.4f} "
                   f"(ce {tot['ce'] / n:.4f}, triplet {tot['triplet'] / n:.4f}) train acc {tot['correct'] / n:.3f} "

@@ -1,0 +1,146 @@
+"""edge-train end to end on synthetic data: bundles, summary, predictions, resume after kill -9, torchrun."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edge_app.preprocess import preprocess
+from train.bundle import read_bundle
+
+REPO = Path(__file__).parents[2]
+QUICK = ["--model", "squeezenet1_1", "--input-size", "48", "--folds", "2", "--lr", "0.01", "--grad-clip", "2",
+         "--batch-size", "16", "--no-progress"]
+
+
+def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "train.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained_run(synth_tree, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "run"
+    r = _run(["--data", str(synth_tree), "--out", str(out), "--epochs", "2", *QUICK])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r.stdout
+
+
+def test_run_writes_both_folds_bundles_and_summary(trained_run, synth_tree):
+    out, stdout = trained_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert [f["fold"] for f in summary["per_fold"]] == [0, 1]
+    assert set(summary["mean_std"]) == {"accuracy", "precision", "recall", "specificity", "f1"}
+    assert "mean ± std" in stdout  # the Table-2-shaped summary was printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "squeezenet1_1" and config["epochs"] == 2 and config["momentum"] == 0.9
+    for k in (0, 1):
+        d = out / f"fold_{k}"
+        for f in ("weights.pt", "bundle.json", "split.json", "predictions.csv", "metrics.json",
+                  "confusion_matrix.json", "confusion_matrix.png", "curves.png", "checkpoint.pt"):
+            assert (d / f).is_file(), f
+        b = read_bundle(d)
+        assert b.fold == k and b.num_classes == 5 and b.input_size == 48
+        assert len(b.centroids) == 5 and len(b.centroids[0]) == 512 and b.threshold > 0
+        split = b.read_split()
+        assert Path(split["root"]) == synth_tree.resolve()
+        train_groups = {g for _, _, g in split["train"]}
+        val_groups = {g for _, _, g in split["val"]}
+        assert train_groups and val_groups and not train_groups & val_groups  # group-aware
+
+
+def test_summary_metrics_agree_with_saved_predictions(trained_run):
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    out, _ = trained_run
+    summary = json.loads((out / "summary.json").read_text())
+    for row in summary["per_fold"]:
+        with open(out / f"fold_{row['fold']}" / "predictions.csv") as fh:
+            preds = list(csv.DictReader(fh))
+        y_true = [p["true"] for p in preds]
+        y_pred = [p["pred"] for p in preds]
+        assert row["n"] == len(preds)
+        assert row["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+        p, r, _, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0,
+                                                     labels=sorted(set(y_true)))
+        assert row["recall"] == pytest.approx(r)
+        assert row["precision"] == pytest.approx(p)
+    accs = [r["accuracy"] for r in summary["per_fold"]]
+    assert summary["mean_std"]["accuracy"]["mean"] == pytest.approx(np.mean(accs))
+
+
+def test_bundle_reloads_and_reproduces_saved_predictions_through_device_preprocessing(trained_run):
+    out, _ = trained_run
+    b = read_bundle(out / "fold_0")
+    model = b.load_model()
+    root = Path(b.read_split()["root"])
+    with open(out / "fold_0" / "predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))[:12]
+    import cv2
+
+    x = np.stack([preprocess(cv2.imread(str(root / r["path"])), b.preprocessing) for r in rows])
+    with torch.no_grad():
+        logits, _ = model(torch.from_numpy(x.transpose(0, 3, 1, 2)))
+    probs = torch.softmax(logits, 1).numpy()
+    saved = np.array([[float(r[f"p_{c}"]) for c in b.class_names] for r in rows])
+    np.testing.assert_allclose(probs, saved, atol=2e-4)
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(synth_tree, tmp_path):
+    args = ["--data", str(synth_tree), "--epochs", "3", "--limit-per-class", "12", *QUICK]
+    straight = tmp_path / "straight"
+    assert _run([*args, "--out", str(straight)]).returncode == 0
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "train.cli", *args, "--out", str(killed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = killed / "fold_0" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not (killed / "summary.json").exists()  # killed part-way
+    r = _run(["--resume", "--out", str(killed), "--no-progress"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming after epoch" in r.stdout
+    for k in (0, 1):
+        a = torch.load(straight / f"fold_{k}" / "weights.pt", weights_only=True)
+        b = torch.load(killed / f"fold_{k}" / "weights.pt", weights_only=True)
+        for name in a:
+            torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    assert json.loads((straight / "summary.json").read_text())["mean_std"] == \
+        json.loads((killed / "summary.json").read_text())["mean_std"]
+    # --resume refuses to change the run it continues
+    r = _run(["--resume", "--out", str(killed), "--epochs", "5"])
+    assert r.returncode == 2 and "differ from it: epochs" in r.stderr
+
+
+def test_torchrun_two_processes_on_cpu(synth_tree, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                        "29517", "-m", "train.cli", "--data", str(synth_tree), "--out", str(out), "--epochs", "1",
+                        "--fold", "0", "--limit-per-class", "12", "--device", "cpu", *QUICK],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "(2 processes" in r.stdout
+    assert r.stdout.count("fold 0 epoch 1/1") == 1  # only rank 0 reports
+    assert (out / "fold_0" / "bundle.json").is_file() and not (out / "fold_1").exists()
+    history = json.loads((out / "fold_0" / "history.json").read_text())
+    # both ranks' images are counted: each rank trains on its half of the fold's training split
+    split = json.loads((out / "fold_0" / "split.json").read_text())
+    assert history[0]["train_images"] == 2 * (len(split["train"]) // 2)
+    summary = json.loads((out / "summary.json").read_text())
+    assert [f["fold"] for f in summary["per_fold"]] == [0]
