@@ -1,21 +1,193 @@
-"""``edge-app``: the on-device command (capture -> find cells -> classify -> store -> report)."""
+"""``edge-app``: the on-device command (capture -> find cells -> classify -> store -> report).
+
+    edge-app --model models/shufflenet --source FRAMES_DIR --slide demo
+    edge-app report --slide demo [--format md|json|csv] [-o FILE]
+    edge-app boards                 # the board profiles and the detected board
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from edge_app.clitools import run_cli
 from edge_app.errors import CytoEdgeError
 
+DEFAULT_OUT = Path("cytoedge-data")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+        raise argparse.ArgumentTypeError(f"write WIDTHxHEIGHT, e.g. 2028x1520, got {text!r}")
+    return int(w), int(h)
+
 
 def get_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="edge-app", description=__doc__)
+    from edge_app.finder import FinderConfig
+    from edge_app.store import CROP_POLICIES
+
+    fc = FinderConfig()
+    p = argparse.ArgumentParser(
+        prog="edge-app", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Find the cells in microscope frames, classify each on-device, keep a per-slide record.",
+        epilog="Also: 'edge-app report --slide ID' (the slide report) and 'edge-app boards' (board profiles).\n"
+               "A screening aid, not a diagnosis.")
+    p.add_argument("--model", type=Path, required=True, help="model folder written by edge-convert (model_card.json)")
+    p.add_argument("--source", default="",
+                   help="folder or glob of images, an image or video file, cam:N, /dev/videoN, gst:PIPELINE or "
+                        "picam (default: the board profile's camera)")
+    p.add_argument("--slide", help="slide ID, used in the store and crop folders (default: slide-<date>-<time>)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="store folder (default: %(default)s)")
+    p.add_argument("--format", dest="fmt", choices=("tflite-int8", "tflite-fp32"),
+                   help="artifact to run (default: int8 if the card has an accepted one, else fp32)")
+    p.add_argument("--threads", type=int, help="interpreter threads (default: the board profile's)")
+    p.add_argument("--board", help="board profile name or .toml file (default: detected); see 'edge-app boards'")
+    p.add_argument("--min-confidence", type=float, default=0.0,
+                   help="cells whose top-class probability is below this are 'unknown' (default: %(default)s)")
+    p.add_argument("--allow-rejected", action="store_true",
+                   help="run an artifact that failed edge-convert's accuracy gate")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--show", action="store_true", help="show annotated frames in a window (needs a display)")
+    p.add_argument("--save-annotated", action="store_true", help="save annotated frames under OUT/annotated/SLIDE/")
+    p.add_argument("--save-crops", choices=CROP_POLICIES, default="review",
+                   help="which cell crops to save for review: review = abnormal + unknown (default: %(default)s)")
+    p.add_argument("--min-free-mb", type=_positive_float, default=200.0,
+                   help="stop saving crops when less disk than this is free (default: %(default)s)")
+    p.add_argument("--camera-timeout", type=_positive_float, default=30.0,
+                   help="seconds without a frame before a camera is given up (default: %(default)s)")
+    p.add_argument("--camera-size", type=_size, help="camera resolution WIDTHxHEIGHT (default: the board's)")
+    g = p.add_argument_group("cell finder")
+    g.add_argument("--min-cell-area", type=float, default=fc.min_area,
+                   help="smallest cell, as a fraction of the frame area (default: %(default)s)")
+    g.add_argument("--max-cell-area", type=float, default=fc.max_area,
+                   help="largest cell, as a fraction of the frame area (default: %(default)s)")
+    g.add_argument("--min-solidity", type=float, default=fc.min_solidity,
+                   help="area / convex-hull area below which a blob is debris (default: %(default)s)")
+    g.add_argument("--max-elongation", type=float, default=fc.max_elongation,
+                   help="long / short side above which a blob is a fibre (default: %(default)s)")
+    g.add_argument("--no-split", action="store_true", help="do not separate touching cells")
+    g.add_argument("--crop-margin", type=float, default=fc.margin,
+                   help="margin around each cell in its crop, share of its longer side (default: %(default)s)")
+    g.add_argument("--work-width", type=int, default=fc.work_width,
+                   help="frames wider than this are searched at this width (default: %(default)s)")
+    _add_verbosity(p)
+    return p
+
+
+def get_report_parser() -> argparse.ArgumentParser:
+    from edge_app.report import REPORT_FORMATS, TriageRule
+
+    r = TriageRule()
+    p = argparse.ArgumentParser(prog="edge-app report", description="The slide report (a screening aid, not a diagnosis).")
+    p.add_argument("--slide", required=True, help="slide ID")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="store folder (default: %(default)s)")
+    p.add_argument("--format", choices=REPORT_FORMATS, default="md", help="report format (default: %(default)s)")
+    p.add_argument("-o", "--output", type=Path, help="write the report to this file (default: print it)")
+    p.add_argument("--refer-abnormal-cells", type=int, default=r.min_abnormal_cells,
+                   help="refer when at least this many cells are abnormal (default: %(default)s)")
+    p.add_argument("--refer-abnormal-fraction", type=float, default=r.abnormal_fraction,
+                   help="... or when this share of the cells is abnormal (default: %(default)s)")
+    p.add_argument("--refer-unknown-fraction", type=float, default=r.unknown_fraction,
+                   help="refer when more than this share is unclassifiable (default: %(default)s)")
+    p.add_argument("--min-cells", type=int, default=r.min_cells,
+                   help="fewer cells than this: insufficient (default: %(default)s)")
+    p.add_argument("--review-limit", type=int, default=100, help="crops listed for review (default: %(default)s)")
+    return p
+
+
+def get_boards_parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog="edge-app boards", description="List board profiles and the detected board.")
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+
+
+def _run(argv: Sequence[str]) -> int:
+    from edge_app.app import AppOptions, run
+    from edge_app.finder import FinderConfig
+
+    a = get_parser().parse_args(argv)
+    logging.basicConfig(format="edge-app: %(message)s", level=logging.WARNING if a.quiet else logging.INFO,
+                        stream=sys.stderr)
+    try:
+        finder = FinderConfig(work_width=a.work_width, min_area=a.min_cell_area, max_area=a.max_cell_area,
+                              min_solidity=a.min_solidity, max_elongation=a.max_elongation, split=not a.no_split,
+                              margin=a.crop_margin)
+    except ValueError as exc:
+        raise CytoEdgeError(f"cell finder settings: {exc}") from None
+    opts = AppOptions(model=a.model, source=a.source, slide=a.slide, out=a.out, fmt=a.fmt, threads=a.threads,
+                      board=a.board, min_confidence=a.min_confidence, allow_rejected=a.allow_rejected,
+                      max_frames=a.max_frames, show=a.show, save_annotated=a.save_annotated, save_crops=a.save_crops,
+                      min_free_mb=a.min_free_mb, camera_timeout=a.camera_timeout, camera_size=a.camera_size,
+                      finder=finder)
+    s = run(opts)
+    groups = ", ".join(f"{g} {s.per_group.get(g, 0)}" for g in ("normal", "benign", "abnormal", "unknown"))
+    skipped = sum(s.skipped.values())
+    converted = ", ".join(f"{k} {v}" for k, v in s.converted.items())
+    print(f"slide {s.slide}: {s.frames_done} frames ({skipped} skipped"
+          + (f": {', '.join(f'{k} {v}' for k, v in s.skipped.items())}" if skipped else "")
+          + (f"; converted: {converted}" if converted else "") + f"), {s.cells} cells "
+          f"({groups}) in {s.seconds:.1f} s ({s.frames_per_s:.2f} frames/s); stopped by {s.stopped_by}")
+    if s.crops_warning:
+        print(f"warning: {s.crops_warning}")
+    print(f"store: {Path(s.store) / 'cytoedge.sqlite'}; report: edge-app report --slide {s.slide} --out {s.store}")
+    return 0
+
+
+def _report(argv: Sequence[str]) -> int:
+    from edge_app.atomic import atomic_write_text
+    from edge_app.report import TriageRule, build_report, render
+    from edge_app.store import Store
+
+    a = get_report_parser().parse_args(argv)
+    rule = TriageRule(a.refer_abnormal_cells, a.refer_abnormal_fraction, a.refer_unknown_fraction, a.min_cells)
+    with Store(a.out, create=False) as store:
+        text = render(build_report(store, a.slide, rule, a.review_limit), a.format)
+    if a.output:
+        atomic_write_text(a.output, text)
+        print(f"report written to {a.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _boards(argv: Sequence[str]) -> int:
+    from edge_app.boards import boards_dir, detect_board, list_profiles, load_profile
+
+    get_boards_parser().parse_args(argv)
+    print(f"profiles in {boards_dir()}:")
+    for name in list_profiles():
+        p = load_profile(name)
+        print(f"  {name:18s} {p.title} ({p.cores} cores, {p.threads} threads, {p.interpreter}, camera {p.camera.source[:40]})")
+    d = detect_board()
+    print(f"this machine: {d.name} - {d.title} ({d.detected})")
+    return 0
+
+
+# Subcommands; the web view (issue 6) adds "serve" here.
+SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"report": _report, "boards": _boards}
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    get_parser().parse_args(argv)
-    raise CytoEdgeError("edge-app is not built yet (issue #4)")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[args[0]](args[1:])
+    return _run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,269 @@
+"""The on-device loop: source -> cell finder -> classifier -> store (-> display).
+
+:func:`run` is the Python API behind ``edge-app``. It builds the classifier first (a
+bad or tampered model stops here), opens the store and the source, then processes
+frame after frame. A bad frame (None, empty, wrong rank, too small or too large) is
+skipped and counted; grey, RGBA, 16-bit and float frames are converted and counted;
+an unreadable file is logged and skipped. SIGINT/SIGTERM finish the current frame,
+record the run's summary and close the store; a second signal stops at once (the
+frame in flight is rolled back, every committed frame stays).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_app.boards import BoardProfile, resolve_board
+from edge_app.classifier import Classifier, Prediction
+from edge_app.display import Display, annotate, status_line
+from edge_app.errors import CytoEdgeError
+from edge_app.finder import Detection, FinderConfig, crops_of, find_cells
+from edge_app.preprocess import as_bgr_uint8
+from edge_app.sources import CameraSettings, FrameSource, open_source
+from edge_app.store import CellResult, Store, check_slide_id
+
+log = logging.getLogger("edge_app")
+
+
+@dataclass
+class AppOptions:
+    model: Path  # folder with model_card.json (written by edge-convert)
+    source: str  # see edge_app.sources; None-like "" means the board's camera
+    slide: str | None = None  # None: "slide-<date>-<time>"
+    out: Path = Path("cytoedge-data")  # the store folder
+    fmt: str | None = None  # None: the card's int8 artifact if accepted, else fp32
+    threads: int | None = None  # None: the board profile's default
+    board: str | None = None  # None: detected
+    min_confidence: float = 0.0  # crops under this softmax confidence are "unknown"
+    allow_rejected: bool = False  # run an artifact that failed edge-convert's accuracy gate
+    max_frames: int | None = None  # stop after this many processed frames
+    show: bool = False
+    save_annotated: bool = False  # JPEGs under <out>/annotated/<slide>/
+    save_crops: str = "review"  # none | abnormal | review (abnormal + unknown) | all
+    min_free_mb: float = 200.0  # stop saving crops below this much free disk
+    camera_timeout: float = 30.0  # seconds without a frame before a live camera is given up
+    camera_size: tuple[int, int] | None = None  # None: the board profile's camera size
+    min_frame_side: int = 32  # smaller frames are skipped
+    max_frame_side: int = 8192  # larger frames are skipped (4K is 3840)
+    finder: FinderConfig = field(default_factory=FinderConfig)
+
+
+@dataclass
+class RunSummary:
+    slide: str
+    store: str
+    run_id: int = 0
+    frames_read: int = 0  # what the source delivered (unreadable files included)
+    frames_done: int = 0  # classified and committed
+    skipped: Counter = field(default_factory=Counter)  # reason -> frames
+    converted: Counter = field(default_factory=Counter)  # grey / RGBA / 16-bit / float -> frames
+    cells: int = 0
+    per_group: Counter = field(default_factory=Counter)
+    stage_ms: Counter = field(default_factory=Counter)  # total ms per stage
+    dropped: int = 0  # live frames dropped for latest-frame semantics
+    reopened: int = 0  # camera reopens
+    crops_warning: str = ""
+    stopped_by: str = "end of source"
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("skipped", "converted", "per_group"):
+            d[k] = dict(getattr(self, k))
+        d["stage_ms_mean"] = {k: round(v / max(1, self.frames_done), 2) for k, v in self.stage_ms.items()}
+        del d["stage_ms"]
+        return d
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames_done / self.seconds if self.seconds > 0 else 0.0
+
+
+def check_frame(image: Any, min_side: int, max_side: int) -> tuple[np.ndarray | None, str, str]:
+    """(BGR uint8 frame or None, what was converted, why it was skipped)."""
+    if image is None:
+        return None, "", "no image (None)"
+    arr = np.asarray(image)
+    if arr.size == 0:
+        return None, "", "empty image"
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        return None, "", f"not an image (shape {arr.shape})"
+    h, w = arr.shape[:2]
+    if min(h, w) < min_side:
+        return None, "", f"too small ({w}x{h}, under {min_side} px)"
+    if max(h, w) > max_side:
+        return None, "", f"too large ({w}x{h}, over {max_side} px)"
+    kinds = []
+    if arr.dtype == np.uint16:
+        kinds.append("16-bit")
+    elif arr.dtype != np.uint8:
+        kinds.append(str(arr.dtype))
+    if arr.ndim == 2 or arr.shape[2] == 1:
+        kinds.append("grey")
+    elif arr.shape[2] == 4:
+        kinds.append("RGBA")
+    try:
+        return as_bgr_uint8(arr), "+".join(kinds), ""
+    except ValueError as exc:
+        return None, "", str(exc)
+
+
+class _Stopper:
+    """SIGINT/SIGTERM handler: the first asks the loop to finish the frame, the second stops now."""
+
+    def __init__(self, source: FrameSource) -> None:
+        self.source = source
+        self.reason = ""
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.reason:
+            raise KeyboardInterrupt(name)
+        self.reason = name
+        log.warning("%s: finishing the current frame, then closing the store (again to stop at once)", name)
+        self.source.stop()
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def default_slide_id() -> str:
+    return datetime.now().strftime("slide-%Y%m%d-%H%M%S")
+
+
+def _label(p: Prediction) -> str:
+    return f"? {p.class_name[:12]}" if p.unknown else f"{p.class_name[:12]} {p.confidence:.2f}"
+
+
+def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
+    """Process ``opts.source`` into the store; ``on_frame`` (if given) sees each committed frame."""
+    slide = check_slide_id(opts.slide or default_slide_id())
+    board = resolve_board(opts.board)
+    threads = opts.threads if opts.threads is not None else board.threads
+    if threads < 1:
+        raise CytoEdgeError(f"--threads must be >= 1, got {threads}")
+    if opts.max_frames is not None and opts.max_frames < 1:
+        raise CytoEdgeError(f"--max-frames must be >= 1, got {opts.max_frames}")
+    clf = Classifier(opts.model, opts.fmt, threads=threads, min_confidence=opts.min_confidence,
+                     prefer=board.interpreter, allow_rejected=opts.allow_rejected)
+    log.info("model %s (%s, %s %s, %d threads) on %s", clf.card.architecture, clf.format, clf.loaded.runtime,
+             clf.loaded.version, threads, board.title)
+    summary = RunSummary(slide=slide, store=str(opts.out))
+    store = Store(opts.out, min_free_mb=opts.min_free_mb, crop_policy=opts.save_crops)
+    try:
+        store.open_slide(slide, clf.class_names, clf.groups)
+        source = open_source(opts.source or board.camera.source, _camera_settings(opts, board))
+        summary.run_id = store.start_run(
+            slide, source=source.description, model=clf.card.architecture, model_sha256=clf.entry.sha256,
+            fmt=clf.format, board=board.name, threads=threads,
+            settings={"min_confidence": opts.min_confidence, "save_crops": opts.save_crops,
+                      "finder": asdict(opts.finder)})
+        display = Display(opts.show, opts.out / "annotated" / slide if opts.save_annotated else None)
+        stopper = _Stopper(source)
+        stopper.install()
+        try:
+            with source:
+                _loop(opts, source, clf, store, display, summary, stopper, on_frame)
+        finally:
+            stopper.restore()
+            display.close()
+            summary.dropped, summary.reopened = source.stats["dropped"], source.stats["reopened"]
+            summary.crops_warning = store.crop_warning
+            store.end_run(summary.run_id, summary.to_dict())
+    finally:
+        store.close()
+    return summary
+
+
+def _camera_settings(opts: AppOptions, board: BoardProfile) -> CameraSettings:
+    w, h = opts.camera_size or (board.camera.width, board.camera.height)
+    return CameraSettings(width=w, height=h, fps=board.camera.fps, give_up_after=opts.camera_timeout)
+
+
+def _loop(opts: AppOptions, source: FrameSource, clf: Classifier, store: Store, display: Display,
+          summary: RunSummary, stopper: _Stopper, on_frame: Callable[[dict[str, Any]], None] | None) -> None:
+    start = last_log = time.perf_counter()
+    fps = 0.0
+    seq = store.next_seq(summary.slide)
+    frames = iter(source)
+    while True:
+        t0 = time.perf_counter()
+        frame = next(frames, None)
+        if frame is None:
+            break
+        summary.frames_read += 1
+        if frame.image is None:
+            summary.skipped["unreadable file"] += 1
+            log.warning("skipped %s: %s", frame.name, frame.error)
+            continue
+        image, converted, why = check_frame(frame.image, opts.min_frame_side, opts.max_frame_side)
+        if image is None:
+            summary.skipped[why.split(" (")[0]] += 1
+            log.warning("skipped frame %s: %s", frame.name, why)
+            continue
+        if converted:
+            summary.converted[converted] += 1
+        t = {"read": (time.perf_counter() - t0) * 1e3}
+        t1 = time.perf_counter()
+        dets: list[Detection] = find_cells(image, opts.finder)
+        crops = crops_of(image, dets)
+        t2 = time.perf_counter()
+        preds = clf.classify(crops)
+        t3 = time.perf_counter()
+        cells = [CellResult(d.box, p.class_name, p.group, p.confidence, p.distance, p.unknown)
+                 for d, p in zip(dets, preds)]
+        t.update(find=(t2 - t1) * 1e3, classify=(t3 - t2) * 1e3)
+        store.add_frame(summary.slide, summary.run_id, name=frame.name, size=(image.shape[1], image.shape[0]),
+                        cells=cells, crops=crops, timings=t, seq=seq)
+        t["store"] = (time.perf_counter() - t3) * 1e3
+        seq += 1
+        summary.frames_done += 1
+        summary.cells += len(cells)
+        summary.per_group.update(c.group for c in cells)
+        frame_s = time.perf_counter() - t0
+        fps = 1.0 / frame_s if fps == 0.0 else 0.8 * fps + 0.2 / max(frame_s, 1e-6)
+        shown = {k: t[k] for k in ("find", "classify", "store")}
+        status = status_line(fps, shown, len(cells), summary.frames_done)
+        if display.active:
+            t4 = time.perf_counter()
+            ann = annotate(image, [c.box for c in cells], [_label(p) for p in preds], [c.group for c in cells], status)
+            if not display.update(ann, f"{seq - 1:06d}"):
+                stopper.reason = stopper.reason or "quit key"
+            t["display"] = (time.perf_counter() - t4) * 1e3
+        for k, v in t.items():
+            summary.stage_ms[k] += v
+        if on_frame is not None:
+            on_frame({"seq": seq - 1, "name": frame.name, "cells": cells, "status": status, "timings": t})
+        now = time.perf_counter()
+        if not source.live or now - last_log >= 2.0:
+            groups = Counter(c.group for c in cells)
+            log.info("%s: %s | %s", frame.name, ", ".join(f"{g} {n}" for g, n in sorted(groups.items())) or "no cells",
+                     status)
+            last_log = now
+        summary.seconds = now - start
+        if stopper.reason:
+            summary.stopped_by = stopper.reason
+            break
+        if opts.max_frames is not None and summary.frames_done >= opts.max_frames:
+            summary.stopped_by = f"--max-frames {opts.max_frames}"
+            break
+    summary.seconds = time.perf_counter() - start
+    if stopper.reason:
+        summary.stopped_by = stopper.reason

@@ -1,0 +1,208 @@
+"""Classify cell crops with a converted model, as its model card says.
+
+``Classifier(model_dir)`` reads ``model_card.json`` (schema checked), picks the
+artifact (``--format``; by default int8 when the card has an accepted one, else fp32),
+checks its SHA-256 against the card, builds the interpreter once, and checks that the
+file's input and outputs are what the card promises. :meth:`Classifier.classify` then
+preprocesses every crop with :func:`edge_app.preprocess.preprocess`, quantises per
+the card, runs them in as few invocations as the artifact allows (``max_batch``
+crops each), dequantises the outputs and returns, per crop, the class, its softmax
+confidence, the distance to the nearest class centroid in *this artifact's* embedding
+space, and ``unknown`` (distance over the artifact's threshold, or confidence under
+``min_confidence``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.card import ArtifactEntry, ModelCard, TensorSpec, load_card
+from edge_app.classes import UNKNOWN, group_of
+from edge_app.errors import CytoEdgeError, ModelCardError
+from edge_app.formats import get_format
+from edge_app.interpreter import LoadedInterpreter, load_interpreter
+from edge_app.preprocess import Quantization, dequantize, preprocess, quantize
+from edge_app.rejection import nearest_centroid
+
+DEVICE_FORMATS = ("tflite-int8", "tflite-fp32")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    class_index: int
+    class_name: str
+    group: str  # the class's clinical group, or "unknown" when flagged
+    confidence: float  # softmax probability of the top class
+    distance: float | None  # Euclidean distance to the nearest class centroid (None: the card has no centroids)
+    unknown: bool
+    reason: str = ""  # why unknown: "far from every class" / "low confidence"
+
+
+def choose_format(card: ModelCard, fmt: str | None = None, *, allow_rejected: bool = False) -> str:
+    """The artifact to run: ``fmt`` if given, else int8 when the card has an accepted one, else fp32."""
+    if fmt is not None:
+        if not get_format(fmt).device:
+            raise CytoEdgeError(f"format {fmt!r} does not run on the device: use {' or '.join(DEVICE_FORMATS)}")
+        entry = card.artifact(fmt)
+        if entry.status != "ok" and not allow_rejected:
+            raise ModelCardError(f"the {fmt} artifact was rejected by edge-convert ({entry.status_reason or entry.status}):"
+                                 f" use --format {_other(fmt)}, convert again, or pass --allow-rejected")
+        return fmt
+    usable = [f for f in DEVICE_FORMATS if f in card.artifacts and (card.artifacts[f].status == "ok" or allow_rejected)]
+    if not usable:
+        have = ", ".join(f"{k} ({a.status})" for k, a in card.artifacts.items()) or "none"
+        raise ModelCardError(f"the model card in {card.directory} has no usable TFLite artifact (it has: {have}): "
+                             "run edge-convert on the bundle")
+    return usable[0]
+
+
+def _other(fmt: str) -> str:
+    return DEVICE_FORMATS[1 - DEVICE_FORMATS.index(fmt)]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Classifier:
+    """Built once per run; :meth:`classify` takes all crops of a frame."""
+
+    def __init__(self, model: str | Path, fmt: str | None = None, *, threads: int = 1, min_confidence: float = 0.0,
+                 prefer: str | None = None, allow_rejected: bool = False) -> None:
+        if not 0.0 <= min_confidence <= 1.0:
+            raise CytoEdgeError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
+        self.card = load_card(model)
+        self.format = choose_format(self.card, fmt, allow_rejected=allow_rejected)
+        self.entry: ArtifactEntry = self.card.artifact(self.format)
+        self.path = self.card.verify_artifact(self.format)
+        self.min_confidence = min_confidence
+        self.class_names = list(self.card.class_names)
+        self.groups = dict(self.card.class_groups)
+        self.spec = self.card.preprocessing
+        self.loaded: LoadedInterpreter = load_interpreter(self.path, threads, prefer)
+        self._interp = self.loaded.interpreter
+        self._input = self._check_input(self.entry.input)
+        self._out_logits = self._find_output("logits", len(self.class_names))
+        self._out_embedding = self._find_output("embedding", self.card.embedding_dim)
+        self.max_batch = max(1, int(self.entry.max_batch))
+        self._batch = int(self._interp.get_input_details()[0]["shape"][0])
+        cents = np.asarray(self.entry.centroids, np.float64)
+        self.centroids = cents if cents.ndim == 2 and cents.shape[0] == len(self.class_names) else None
+        self.threshold = float(self.entry.threshold)
+        self.invocations = 0
+
+    # -- checks against the card -----------------------------------------------------------------
+    def _fail(self, what: str) -> ModelCardError:
+        return ModelCardError(f"{self.path.name} does not match its model card: {what}; convert the model again")
+
+    def _check_input(self, spec: TensorSpec) -> dict:
+        details = self._interp.get_input_details()
+        if len(details) != 1:
+            raise self._fail(f"it has {len(details)} inputs, the device feeds one")
+        d = details[0]
+        shape = [int(v) for v in d["shape"]]
+        size = self.spec.size
+        if spec.layout and spec.layout != "NHWC":
+            raise self._fail(f"input layout {spec.layout}, TFLite artifacts are NHWC")
+        if shape[1:] != [size, size, 3]:
+            raise self._fail(f"input shape {shape}, the card's preprocessing makes {size}x{size}x3")
+        dtype = np.dtype(d["dtype"]).name
+        if dtype != np.dtype(spec.dtype).name:
+            raise self._fail(f"input dtype {dtype}, the card says {spec.dtype}")
+        if spec.quant.is_quantized:
+            scale, zero = d["quantization"]
+            if not np.isclose(scale, spec.quant.scale, rtol=1e-5) or int(zero) != spec.quant.zero_point:
+                raise self._fail(f"input quantisation ({scale:.6g}, {zero}), the card says "
+                                 f"({spec.quant.scale:.6g}, {spec.quant.zero_point})")
+        return d
+
+    def _find_output(self, role: str, width: int) -> dict:
+        details = self._interp.get_output_details()
+        spec = self.entry.outputs.get(role)
+        found = None
+        if spec is not None and 0 <= spec.index < len(details):
+            found = details[spec.index]
+        elif spec is not None and any(d["name"] == spec.name for d in details):
+            found = next(d for d in details if d["name"] == spec.name)
+        else:
+            by_width = [d for d in details if int(d["shape"][-1]) == width]
+            if len(by_width) == 1:
+                found = by_width[0]
+        if found is None:
+            raise self._fail(f"no output for {role!r} (outputs: {[d['name'] for d in details]})")
+        if int(found["shape"][-1]) != width:
+            raise self._fail(f"{role} output has width {int(found['shape'][-1])}, expected {width}")
+        return found
+
+    # -- inference -------------------------------------------------------------------------------
+    def _dequant(self, out: dict, values: np.ndarray) -> np.ndarray:
+        scale, zero = out["quantization"]
+        if np.dtype(out["dtype"]) in (np.int8, np.uint8) and scale > 0:
+            return dequantize(values, Quantization(float(scale), int(zero), np.dtype(out["dtype"]).name))
+        return values.astype(np.float32)
+
+    def _resize(self, n: int) -> None:
+        if n != self._batch:
+            self._interp.resize_tensor_input(self._input["index"], [n, self.spec.size, self.spec.size, 3])
+            self._interp.allocate_tensors()
+            self._batch = n
+
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One invocation over ``len(x)`` inputs (already quantised)."""
+        self._resize(len(x))
+        self._interp.set_tensor(self._input["index"], x)
+        self._interp.invoke()
+        self.invocations += 1
+        logits = self._dequant(self._out_logits, self._interp.get_tensor(self._out_logits["index"]))
+        emb = self._dequant(self._out_embedding, self._interp.get_tensor(self._out_embedding["index"]))
+        return logits.reshape(len(x), -1), emb.reshape(len(x), -1)
+
+    def raw_outputs(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Dequantised logits and embeddings of the crops (``N x classes``, ``N x D``)."""
+        if not crops:
+            return np.zeros((0, len(self.class_names)), np.float32), np.zeros((0, self.card.embedding_dim), np.float32)
+        normalize = self.entry.input.space != "pixels"
+        x = np.stack([preprocess(c, self.spec, channel_order="BGR", normalize=normalize) for c in crops])
+        x = quantize(x, self.entry.input.quant)
+        logits, embs = [], []
+        for start in range(0, len(x), self.max_batch):
+            chunk = x[start:start + self.max_batch]
+            if self.max_batch == 1:
+                lo, em = self._run(chunk)
+            else:  # round the batch up to a power of two so frames with similar counts reuse one allocation
+                n = min(self.max_batch, 1 << (len(chunk) - 1).bit_length())
+                padded = np.concatenate([chunk, np.repeat(chunk[-1:], n - len(chunk), axis=0)]) if n > len(chunk) else chunk
+                lo, em = self._run(padded)
+                lo, em = lo[:len(chunk)], em[:len(chunk)]
+            logits.append(lo)
+            embs.append(em)
+        return np.concatenate(logits), np.concatenate(embs)
+
+    def classify(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
+        """One :class:`Prediction` per crop (BGR uint8 images of any size), in order."""
+        logits, embs = self.raw_outputs(crops)
+        if not len(logits):
+            return []
+        probs = softmax(logits.astype(np.float64))
+        top = probs.argmax(axis=1)
+        if self.centroids is not None:
+            _, dist = nearest_centroid(embs, self.centroids)
+        else:
+            dist = np.full(len(top), np.nan)
+        preds = []
+        for i, k in enumerate(top):
+            conf, d = float(probs[i, k]), float(dist[i])
+            far = bool(np.isfinite(d) and d > self.threshold)
+            low = conf < self.min_confidence
+            name = self.class_names[k]
+            preds.append(Prediction(
+                int(k), name, UNKNOWN if (far or low) else group_of(name, self.groups), conf,
+                d if np.isfinite(d) else None, far or low,
+                "far from every class" if far else ("low confidence" if low else "")))
+        return preds

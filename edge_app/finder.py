@@ -1,0 +1,244 @@
+"""The cell finder: whole cells (cytoplasm) on bright-field Pap frames, with OpenCV only.
+
+Steps: shrink the frame to ``work_width`` (a 4K frame is found at 640 px wide) ->
+estimate the background (the slide's uneven illumination) at 1/8 of that and take
+each pixel's darkness and colourfulness against it -> Otsu threshold with a floor,
+open/close, fill holes -> distance transform, one marker per peak (two peaks join
+when the distance map has no neck between them) -> a clump with several markers is
+divided between them along the power diagram of their inscribed circles (a
+watershed on the distance map whose boundary between two overlapping discs is the
+line through their intersection points; OpenCV's own ``cv2.watershed`` floods by
+intensity gradient, which is flat on a distance map) -> filter by area (fraction of
+the frame) and shape (solidity, elongation) -> boxes and outlines scaled back to full
+resolution, and a square crop with a margin cut from the full-resolution frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_app.preprocess import as_bgr_uint8
+
+
+@dataclass(frozen=True)
+class FinderConfig:
+    work_width: int = 640  # frames wider than this are found at this width (crops stay full resolution)
+    min_area: float = 0.0008  # smallest cell, as a fraction of the frame area (1280x960: ~980 px, ~35 px wide)
+    max_area: float = 0.08  # largest cell, fraction of the frame area (1280x960: ~98 000 px, ~350 px wide)
+    min_solidity: float = 0.75  # area / convex-hull area: rejects ragged debris and unsplit clumps
+    max_elongation: float = 4.0  # long side / short side of the rotated box: rejects fibres
+    min_contrast: float = 10.0  # floor of the foreground threshold (0-255 scale), so an empty field stays empty
+    split: bool = True  # separate touching cells (distance transform + watershed)
+    neck: float = 0.80  # two peaks are two cells when the distance map dips below this share of the lower one
+    margin: float = 0.15  # crop margin on each side, as a share of the box's longer side
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_area < self.max_area <= 1:
+            raise ValueError(f"finder needs 0 < min_area < max_area <= 1, got {self.min_area}, {self.max_area}")
+        if self.work_width < 64:
+            raise ValueError(f"finder work_width must be >= 64, got {self.work_width}")
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[int, int, int, int]  # x, y, w, h of the cell at full resolution
+    crop_box: tuple[int, int, int]  # x, y, side of the square crop (may reach past the frame: padded)
+    area: float  # cell area in full-resolution pixels
+    solidity: float
+    elongation: float
+    contour: np.ndarray  # N x 2 int32 outline at full resolution
+    touches_edge: bool  # the cell is cut by the frame border
+
+
+def _background(grey: np.ndarray, sat: np.ndarray, cell_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Slide background (brightness, saturation) with the cells removed: morphology at 1/8 scale."""
+    import cv2
+
+    h, w = grey.shape
+    sw, sh = max(8, w // 8), max(8, h // 8)
+    k = max(3, (cell_px // 8) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    g = cv2.morphologyEx(cv2.resize(grey, (sw, sh), interpolation=cv2.INTER_AREA), cv2.MORPH_CLOSE, kernel)
+    s = cv2.morphologyEx(cv2.resize(sat, (sw, sh), interpolation=cv2.INTER_AREA), cv2.MORPH_OPEN, kernel)
+    g, s = cv2.GaussianBlur(g, (0, 0), k / 2), cv2.GaussianBlur(s, (0, 0), k / 2)
+    return (cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR),
+            cv2.resize(s, (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def foreground_mask(small: np.ndarray, cfg: FinderConfig, cell_px: int) -> np.ndarray:
+    """uint8 0/255 mask of stained matter (darker or more coloured than the background)."""
+    import cv2
+
+    hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+    grey, sat = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), hsv[:, :, 1]
+    bg_grey, bg_sat = _background(grey, sat, cell_px)
+    dark = cv2.subtract(bg_grey, grey)
+    colour = cv2.subtract(sat, bg_sat)
+    score = cv2.GaussianBlur(cv2.max(dark, colour), (5, 5), 0)
+    otsu, _ = cv2.threshold(score, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    _, mask = cv2.threshold(score, max(otsu, cfg.min_contrast), 255, cv2.THRESH_BINARY)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(mask)
+    cv2.drawContours(filled, contours, -1, 255, thickness=cv2.FILLED)  # fill pale holes inside cells
+    return filled
+
+
+def _peaks(dist: np.ndarray, min_radius: float, neck: float) -> list[tuple[int, int, float]]:
+    """Local maxima of the distance map, one per cell: (x, y, radius), largest first."""
+    import cv2
+
+    k = max(3, int(min_radius) | 1)
+    local = (dist >= cv2.dilate(dist, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))) & (dist >= min_radius)
+    n, labels, stats, cents = cv2.connectedComponentsWithStats(local.astype(np.uint8), connectivity=8)
+    cands = []
+    for i in range(1, n):
+        x, y, w, h = stats[i, :4]
+        cands.append((int(round(cents[i][0])), int(round(cents[i][1])),
+                      float(dist[y:y + h, x:x + w][labels[y:y + h, x:x + w] == i].max())))
+    cands.sort(key=lambda p: -p[2])
+    kept: list[tuple[int, int, float]] = []
+    for x, y, r in cands:
+        if all(not _same_cell(dist, (x, y, r), k2, neck) for k2 in kept):
+            kept.append((x, y, r))
+    return kept
+
+
+def _same_cell(dist: np.ndarray, a: tuple[int, int, float], b: tuple[int, int, float], neck: float) -> bool:
+    """Two peaks belong to one cell when the distance map stays high all the way between them."""
+    (xa, ya, ra), (xb, yb, rb) = a, b
+    gap = float(np.hypot(xa - xb, ya - yb))
+    if gap > ra + rb:
+        return False
+    if gap < 0.5 * max(ra, rb):
+        return True
+    n = max(2, int(gap))
+    xs = np.linspace(xa, xb, n).round().astype(int)
+    ys = np.linspace(ya, yb, n).round().astype(int)
+    return float(dist[ys, xs].min()) >= neck * min(ra, rb)
+
+
+def _regions(mask: np.ndarray, min_radius: float, neck: float, split: bool,
+             min_area: float) -> list[tuple[np.ndarray, int, int]]:
+    """One (local mask, x offset, y offset) per cell; touching cells are split between their peaks.
+
+    A clump with several distance-map peaks is divided by the power diagram of the
+    peaks' inscribed circles (pixel -> the peak minimising ``|p - c|^2 - r^2``): for two
+    overlapping discs that boundary is the line through their intersection points.
+    """
+    import cv2
+
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    peaks: list[tuple[int, int, float]] = []
+    if split:
+        peaks = _peaks(cv2.distanceTransform(mask, cv2.DIST_L2, 5), min_radius, neck)
+    by_comp: dict[int, list[tuple[int, int, float]]] = {}
+    for p in peaks:
+        by_comp.setdefault(int(comp[p[1], p[0]]), []).append(p)
+    out: list[tuple[np.ndarray, int, int]] = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < min_area:
+            continue
+        local = (comp[y:y + h, x:x + w] == i).astype(np.uint8)
+        mine = by_comp.get(i, [])
+        if len(mine) < 2:
+            out.append((local, x, y))
+            continue
+        ys, xs = np.nonzero(local)
+        power = np.stack([(xs + x - px) ** 2 + (ys + y - py) ** 2 - r * r for px, py, r in mine])
+        owner = power.argmin(axis=0)
+        for k in range(len(mine)):
+            part = np.zeros_like(local)
+            part[ys[owner == k], xs[owner == k]] = 1
+            out.append((part, x, y))
+    return out
+
+
+def find_cells(frame: np.ndarray, cfg: FinderConfig | None = None) -> list[Detection]:
+    """Cells of one frame (any size up to 4K and more), in reading order (top to bottom, left to right)."""
+    import cv2
+
+    cfg = cfg or FinderConfig()
+    image = as_bgr_uint8(frame)
+    H, W = image.shape[:2]
+    scale = min(1.0, cfg.work_width / W)
+    small = image if scale == 1.0 else cv2.resize(image, (round(W * scale), round(H * scale)),
+                                                  interpolation=cv2.INTER_AREA)
+    h, w = small.shape[:2]
+    min_area, max_area = cfg.min_area * h * w, cfg.max_area * h * w
+    min_radius = max(2.0, 0.35 * np.sqrt(min_area / np.pi))
+    mask = foreground_mask(small, cfg, cell_px=int(2 * np.sqrt(max_area / np.pi)))
+    found: list[Detection] = []
+    for local, ox, oy in _regions(mask, min_radius, cfg.neck, cfg.split, min_area):
+        det = _measure(local, (ox, oy), cfg, min_area, max_area, 1.0 / scale, (W, H))
+        if det is not None:
+            found.append(det)
+    found.sort(key=lambda d: (d.box[1] + d.box[3] // 2, d.box[0]))
+    return found
+
+
+def _measure(region: np.ndarray, offset: tuple[int, int], cfg: FinderConfig, min_area: float, max_area: float,
+             up: float, size: tuple[int, int]) -> Detection | None:
+    import cv2
+
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=offset)
+    if not contours:
+        return None
+    c = max(contours, key=cv2.contourArea)
+    area = float(cv2.contourArea(c)) + 0.5 * cv2.arcLength(c, True)  # the contour runs through pixel centres
+    if not min_area <= area <= max_area:
+        return None
+    hull = cv2.convexHull(c)
+    hull_area = float(cv2.contourArea(hull)) + 0.5 * cv2.arcLength(hull, True)
+    solidity = area / hull_area if hull_area > 0 else 0.0
+    (_, _), (rw, rh), _ = cv2.minAreaRect(c)
+    elongation = max(rw, rh) / max(1.0, min(rw, rh))
+    if solidity < cfg.min_solidity or elongation > cfg.max_elongation:
+        return None
+    W, H = size
+    contour = np.round((c.reshape(-1, 2).astype(np.float64) + 0.5) * up - 0.5).astype(np.int32)
+    x, y, bw, bh = cv2.boundingRect(c)
+    x0, y0 = int(np.floor(x * up)), int(np.floor(y * up))
+    x1, y1 = min(W, int(np.ceil((x + bw) * up))), min(H, int(np.ceil((y + bh) * up)))
+    box = (x0, y0, x1 - x0, y1 - y0)
+    edge = x0 <= 1 or y0 <= 1 or x1 >= W - 1 or y1 >= H - 1
+    return Detection(box, square_box(box, cfg.margin), area * up * up, solidity, elongation, contour, edge)
+
+
+def square_box(box: tuple[int, int, int, int], margin: float) -> tuple[int, int, int]:
+    """The square (x, y, side) centred on ``box`` with ``margin`` x the longer side added on each side.
+
+    >>> square_box((100, 50, 40, 20), 0.25)
+    (90, 30, 60)
+    """
+    x, y, w, h = box
+    side = int(round(max(w, h) * (1 + 2 * margin)))
+    cx, cy = x + w / 2, y + h / 2
+    return int(round(cx - side / 2)), int(round(cy - side / 2)), side
+
+
+def crop_square(frame: np.ndarray, crop_box: tuple[int, int, int]) -> np.ndarray:
+    """Cut the square crop from the full-resolution frame; parts past the border are filled by replication.
+
+    >>> crop_square(np.arange(16, dtype=np.uint8).reshape(4, 4), (-1, 2, 3)).tolist()
+    [[8, 8, 9], [12, 12, 13], [12, 12, 13]]
+    """
+    import cv2
+
+    x, y, side = crop_box
+    H, W = frame.shape[:2]
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + side), min(H, y + side)
+    piece = frame[y0:y1, x0:x1]
+    pads = (y0 - y, (y + side) - y1, x0 - x, (x + side) - x1)
+    if any(pads):
+        piece = cv2.copyMakeBorder(piece, *pads, borderType=cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(piece)
+
+
+def crops_of(frame: np.ndarray, detections: list[Detection]) -> list[np.ndarray]:
+    """The square crops of every detection, from the full-resolution frame."""
+    return [crop_square(frame, d.crop_box) for d in detections]

@@ -1,0 +1,389 @@
+"""Frame sources behind one small interface: ``with open_source(spec) as src: for frame in src: ...``.
+
+``--source`` takes
+
+* ``picam`` or ``picam:N`` - a Raspberry Pi camera through picamera2 (``RGB888``
+  arrays are BGR in memory, which is OpenCV's order, so nothing is swapped);
+* ``cam:N`` or ``/dev/videoN`` - a V4L2 / USB camera through OpenCV;
+* ``gst:PIPELINE`` - a GStreamer pipeline ending in ``appsink`` (Jetson CSI cameras);
+* a video file, an image file, a folder of images or a glob (``fields/*.png``).
+
+Files are processed frame by frame, in natural name order; an unreadable file
+becomes a :class:`Frame` with ``image=None`` and an ``error`` (the app logs, counts
+and skips it). Live cameras use latest-frame semantics: a grabber thread keeps only
+the newest frame, so a slow consumer drops frames instead of lagging behind. A
+camera that stops delivering is reopened with exponential back-off; after
+``give_up_after`` seconds without a frame the source raises :class:`SourceError`.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge_app.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mjpg", ".mjpeg", ".h264", ".mpg"})
+
+
+@dataclass
+class Frame:
+    image: np.ndarray | None  # as delivered (any dtype/channels); None when it could not be read
+    index: int  # position in this source, from 0
+    name: str  # file name, or "cam:0#17" for the 17th frame a camera delivered
+    error: str = ""  # why image is None
+    time: float = field(default_factory=time.time)
+
+
+class Capture(Protocol):
+    """What a live camera backend offers (cv2.VideoCapture has exactly this)."""
+
+    def read(self) -> tuple[bool, Any]: ...
+
+    def release(self) -> None: ...
+
+
+class FrameSource:
+    """Base class: iterate for frames; ``stop()`` may be called from a signal handler."""
+
+    live = False
+    description = ""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self.stats: dict[str, int] = {"frames": 0, "dropped": 0, "reopened": 0, "unreadable": 0}
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.stop()
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray | None, str]:
+    """An image file as stored (16-bit, alpha and grey kept), or ``(None, reason)``."""
+    import cv2
+
+    try:
+        data = np.fromfile(str(path), np.uint8)
+    except OSError as exc:
+        return None, f"cannot read ({exc.strerror or exc})"
+    if data.size == 0:
+        return None, "empty file"
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        return None, "not a readable image (corrupt or unsupported format)"
+    return image, ""
+
+
+class FileListSource(FrameSource):
+    """Image files, one frame each, in the order given."""
+
+    def __init__(self, paths: list[Path], description: str) -> None:
+        super().__init__()
+        self.paths = paths
+        self.description = description
+
+    def frames(self) -> Iterator[Frame]:
+        for i, path in enumerate(self.paths):
+            if self._stop.is_set():
+                return
+            image, error = read_image(path)
+            if image is None:
+                self.stats["unreadable"] += 1
+            else:
+                self.stats["frames"] += 1
+            yield Frame(image, i, path.name, error)
+
+
+class VideoFileSource(FrameSource):
+    """A video file, every frame in order."""
+
+    def __init__(self, path: Path) -> None:
+        import cv2
+
+        super().__init__()
+        self.description = str(path)
+        self._cap = cv2.VideoCapture(str(path))
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise SourceError(f"cannot open video {path}: is it a video file OpenCV can decode (mp4, avi, mkv)?")
+
+    def frames(self) -> Iterator[Frame]:
+        i = 0
+        while not self._stop.is_set():
+            ok, image = self._cap.read()
+            if not ok:
+                return
+            self.stats["frames"] += 1
+            yield Frame(image, i, f"{Path(self.description).name}#{i}")
+            i += 1
+
+    def close(self) -> None:
+        super().close()
+        self._cap.release()
+
+
+# -- live cameras --------------------------------------------------------------------------------
+
+class CameraSource(FrameSource):
+    """A live camera with a grabber thread, latest-frame semantics and reopen with back-off.
+
+    ``opener`` returns a :class:`Capture`; it is called once at start (a failure there
+    is an immediate :class:`SourceError`) and again whenever the camera stops delivering.
+    """
+
+    live = True
+
+    def __init__(self, opener: Callable[[], Capture], description: str, *, give_up_after: float = 30.0,
+                 backoff: tuple[float, float] = (0.1, 5.0)) -> None:
+        super().__init__()
+        if give_up_after <= 0:
+            raise SourceError(f"camera give-up time must be > 0 s, got {give_up_after}")
+        self.description = description
+        self._opener = opener
+        self.give_up_after = give_up_after
+        self.backoff = backoff
+        self._cond = threading.Condition()
+        self._latest: np.ndarray | None = None
+        self._seq = 0
+        self._fatal: SourceError | None = None
+        self._last_error = ""
+        self._thread: threading.Thread | None = None
+        self._cap: Capture | None = self._open(first=True)
+
+    def _open(self, first: bool = False) -> Capture | None:
+        try:
+            return self._opener()
+        except Exception as exc:  # a backend may raise anything; the message is what matters
+            self._last_error = " ".join(str(exc).split()) or type(exc).__name__
+            if first:
+                raise SourceError(f"cannot open camera {self.description}: {self._last_error}") from None
+            return None
+
+    def _grab(self) -> None:
+        cap, delay, last_ok = self._cap, self.backoff[0], time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if cap is None:
+                    cap = self._open()
+                    if cap is not None:
+                        self.stats["reopened"] += 1
+                        log.warning("camera %s reopened", self.description)
+                if cap is not None:
+                    try:
+                        ok, image = cap.read()
+                    except Exception as exc:  # a backend that raises is treated like one that returns False
+                        ok, image, self._last_error = False, None, str(exc)
+                    if ok and image is not None:
+                        with self._cond:
+                            self._latest, self._seq = image, self._seq + 1
+                            self._cond.notify_all()
+                        last_ok, delay = time.monotonic(), self.backoff[0]
+                        continue
+                    log.warning("camera %s stopped delivering frames; reopening", self.description)
+                    _release(cap)
+                    cap = None
+                if time.monotonic() - last_ok > self.give_up_after:
+                    why = f" (last error: {self._last_error})" if self._last_error else ""
+                    with self._cond:
+                        self._fatal = SourceError(
+                            f"camera {self.description} delivered no frame for {self.give_up_after:g} s after "
+                            f"{self.stats['reopened']} reopen(s){why}: check its cable and power, or raise "
+                            "--camera-timeout")
+                        self._cond.notify_all()
+                    return
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.backoff[1])
+        finally:
+            if cap is not None:
+                _release(cap)
+
+    def frames(self) -> Iterator[Frame]:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._grab, name="cytoedge-grabber", daemon=True)
+            self._thread.start()
+        taken, index = 0, 0
+        while True:
+            with self._cond:
+                while self._seq == taken and self._fatal is None and not self._stop.is_set():
+                    self._cond.wait(0.1)
+                if self._stop.is_set():
+                    return
+                if self._seq == taken:
+                    raise self._fatal  # type: ignore[misc]
+                if taken:
+                    self.stats["dropped"] += self._seq - taken - 1
+                image, taken = self._latest, self._seq
+            self.stats["frames"] += 1
+            yield Frame(image, index, f"{self.description}#{taken}")
+            index += 1
+
+    def close(self) -> None:
+        super().close()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        elif self._cap is not None:
+            _release(self._cap)
+        self._cap = None
+
+
+def _release(cap: Capture) -> None:
+    try:
+        cap.release()
+    except Exception as exc:  # releasing a dead camera may fail; nothing else to do
+        log.debug("camera release failed: %s", exc)
+
+
+def _opencv_opener(target: int | str, api_name: str, width: int, height: int, fps: int) -> Callable[[], Capture]:
+    def open_() -> Capture:
+        import cv2
+
+        api = getattr(cv2, api_name)
+        cap = cv2.VideoCapture(target, api)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"OpenCV cannot open {target!r} through {api_name}")
+        if api_name != "CAP_GSTREAMER":
+            for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, width), (cv2.CAP_PROP_FRAME_HEIGHT, height),
+                                (cv2.CAP_PROP_FPS, fps), (cv2.CAP_PROP_BUFFERSIZE, 1)):
+                if value:
+                    cap.set(prop, value)
+        return cap
+    return open_
+
+
+class _PicamCapture:
+    """picamera2 as a :class:`Capture`: a 3-channel ``RGB888`` main stream (BGR byte order)."""
+
+    def __init__(self, index: int, width: int, height: int, fps: int) -> None:
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise SourceError("picamera2 is not installed: on Raspberry Pi OS run 'sudo apt install "
+                              "python3-picamera2' and make the venv with --system-site-packages "
+                              "(hardware/pi/setup.sh)") from None
+        self._cam = Picamera2(index)
+        try:
+            config = self._cam.create_video_configuration(
+                main={"size": (width, height), "format": "RGB888"}, buffer_count=2,
+                controls={"FrameRate": fps} if fps else {})
+            self._cam.configure(config)
+            self._cam.start()
+        except Exception:
+            self._cam.close()
+            raise
+
+    def read(self) -> tuple[bool, Any]:
+        return True, self._cam.capture_array("main")
+
+    def release(self) -> None:
+        try:
+            self._cam.stop()
+        finally:
+            self._cam.close()
+
+
+# -- the --source parser -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CameraSettings:
+    width: int = 1280
+    height: int = 960
+    fps: int = 10
+    give_up_after: float = 30.0  # seconds without a frame before a live camera is given up
+
+
+def _has_gstreamer() -> bool:
+    import cv2
+
+    return bool(re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()))
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files of a folder (not recursive), in natural name order."""
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
+                  key=_natural_key)
+
+
+def open_source(spec: str, settings: CameraSettings | None = None) -> FrameSource:
+    """Parse a ``--source`` value and open it (see the module docstring for the forms)."""
+    cam = settings or CameraSettings()
+    if spec == "picam" or spec.startswith("picam:"):
+        index = _int_after(spec, "picam:", 0)
+        return CameraSource(lambda: _PicamCapture(index, cam.width, cam.height, cam.fps), spec,
+                            give_up_after=cam.give_up_after)
+    if spec.startswith("cam:"):
+        index = _int_after(spec, "cam:", None)
+        return CameraSource(_opencv_opener(index, "CAP_V4L2", cam.width, cam.height, cam.fps), spec,
+                            give_up_after=cam.give_up_after)
+    if re.fullmatch(r"/dev/video\d+", spec):
+        return CameraSource(_opencv_opener(spec, "CAP_V4L2", cam.width, cam.height, cam.fps), spec,
+                            give_up_after=cam.give_up_after)
+    if spec.startswith("gst:"):
+        if not _has_gstreamer():
+            raise SourceError("this OpenCV build has no GStreamer support (pip's opencv-python has none): use a "
+                              "USB camera (cam:N) or an OpenCV built with GStreamer (hardware/CAMERA.md)")
+        return CameraSource(_opencv_opener(spec[4:], "CAP_GSTREAMER", 0, 0, 0), "gst",
+                            give_up_after=cam.give_up_after)
+    path = Path(spec)
+    if path.is_dir():
+        files = image_files(path)
+        if not files:
+            raise SourceError(f"no image files in folder {path} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        return FileListSource(files, str(path))
+    if path.is_file():
+        ext = path.suffix.lower()
+        if ext in IMAGE_EXTENSIONS:
+            return FileListSource([path], str(path))
+        if ext in VIDEO_EXTENSIONS:
+            return VideoFileSource(path)
+        raise SourceError(f"{path} is neither an image nor a video file: give a folder of images, a glob, "
+                          "a video, cam:N, /dev/videoN, gst:PIPELINE or picam")
+    if glob.has_magic(spec):
+        files = sorted((Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in IMAGE_EXTENSIONS),
+                       key=_natural_key)
+        if not files:
+            raise SourceError(f"no image files match {spec!r}")
+        return FileListSource(files, spec)
+    raise SourceError(f"no such file, folder or camera: {spec!r}: give a folder of images, a glob, a video, "
+                      "cam:N, /dev/videoN, gst:PIPELINE or picam")
+
+
+def _int_after(spec: str, prefix: str, default: int | None) -> int:
+    text = spec[len(prefix):] if spec.startswith(prefix) else ""
+    if not text and default is not None:
+        return default
+    if not text.isdigit():
+        raise SourceError(f"bad camera source {spec!r}: write {prefix}N with N a camera number, e.g. {prefix}0")
+    return int(text)

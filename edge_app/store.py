@@ -1,0 +1,412 @@
+"""The per-slide record: one SQLite file (WAL) plus crop images, in one store folder.
+
+Layout of ``--out DIR`` (default ``cytoedge-data``)::
+
+    cytoedge.sqlite          slides, runs, frames, cells (schema below, PRAGMA user_version)
+    crops/<slide>/<frame>_<cell>_<class>.png   crops saved for review
+
+Every frame is one transaction (its row and all its cells, or nothing), in WAL mode
+with ``synchronous=FULL``: a kill -9 or a power cut at any moment leaves every
+committed frame whole and the file readable. Crop files are written atomically
+*before* the transaction that names them commits, so a committed cell never points
+at a missing file. A full disk (or less free space than ``min_free_mb``) stops crop
+saving with one warning; classification and the store go on.
+
+The read API (:meth:`Store.list_slides`, :meth:`Store.slide_counts`,
+:meth:`Store.cells_to_review`, :meth:`Store.crop_file`) is what the report and the
+web view use; both open the file with their own :class:`Store`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import re
+import shutil
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_app.atomic import atomic_write_bytes
+from edge_app.classes import ABNORMAL, GROUPS, UNKNOWN
+from edge_app.errors import CytoEdgeError, StoreError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DB_FILE = "cytoedge.sqlite"
+CROPS_DIR = "crops"
+CROP_POLICIES = ("none", "abnormal", "review", "all")  # review = abnormal + unknown
+_SLIDE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS slides (
+    id TEXT PRIMARY KEY,            -- the --slide value
+    created TEXT NOT NULL,          -- ISO 8601 UTC
+    class_names TEXT NOT NULL,      -- JSON list, the model's order
+    class_groups TEXT NOT NULL      -- JSON {class: group}
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    slide_id TEXT NOT NULL REFERENCES slides(id),
+    started TEXT NOT NULL,
+    ended TEXT,                     -- NULL while running or after a crash
+    source TEXT NOT NULL,
+    model TEXT NOT NULL,            -- architecture
+    model_sha256 TEXT NOT NULL,     -- of the artifact that ran
+    format TEXT NOT NULL,           -- tflite-int8 / tflite-fp32
+    board TEXT NOT NULL,
+    threads INTEGER NOT NULL,
+    settings TEXT NOT NULL,         -- JSON: min_confidence, crop policy, finder limits
+    summary TEXT                    -- JSON counters written at the end (frames read, skipped, ...)
+);
+CREATE TABLE IF NOT EXISTS frames (
+    id INTEGER PRIMARY KEY,
+    slide_id TEXT NOT NULL REFERENCES slides(id),
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,           -- 0, 1, 2 ... within the slide
+    name TEXT NOT NULL,             -- file name or camera frame id
+    captured TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    n_cells INTEGER NOT NULL,
+    finder_ms REAL, classifier_ms REAL,
+    UNIQUE (slide_id, seq)
+);
+CREATE TABLE IF NOT EXISTS cells (
+    id INTEGER PRIMARY KEY,
+    frame_id INTEGER NOT NULL REFERENCES frames(id),
+    slide_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,           -- position within the frame
+    x INTEGER NOT NULL, y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL,
+    class_name TEXT NOT NULL,       -- the model's top class (kept even when unknown)
+    grp TEXT NOT NULL,              -- normal / benign / abnormal, or unknown when flagged
+    confidence REAL NOT NULL,       -- softmax of the top class
+    distance REAL,                  -- to the nearest class centroid (NULL: the card has none)
+    unknown INTEGER NOT NULL,       -- 1: rejected (far from every class or low confidence)
+    crop_path TEXT                  -- relative to the store folder; NULL when not saved
+);
+CREATE INDEX IF NOT EXISTS cells_by_slide ON cells (slide_id, grp);
+CREATE INDEX IF NOT EXISTS frames_by_slide ON frames (slide_id, seq);
+"""
+
+
+def check_slide_id(slide: str) -> str:
+    """A slide ID is also a folder name: letters, digits, '.', '_' and '-', at most 64, not starting with '.'."""
+    if not _SLIDE_ID.fullmatch(slide or ""):
+        raise CytoEdgeError(f"bad slide ID {slide!r}: use 1-64 letters, digits, '.', '_' or '-', "
+                            "starting with a letter or digit")
+    return slide
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class CellResult:
+    """What the app stores per cell (box at full resolution, the classifier's verdict)."""
+
+    box: tuple[int, int, int, int]
+    class_name: str
+    group: str  # the group to store: the class's group, or "unknown" when flagged
+    confidence: float
+    distance: float | None
+    unknown: bool
+
+
+@dataclass
+class SlideCounts:
+    slide_id: str
+    created: str
+    class_names: list[str]
+    class_groups: dict[str, str]
+    frames: int
+    cells: int
+    per_class: dict[str, int]  # recognised cells per class (unknown cells not included)
+    per_group: dict[str, int]  # normal / benign / abnormal / unknown, sums to ``cells``
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def abnormal_fraction(self) -> float:
+        return self.per_group.get(ABNORMAL, 0) / self.cells if self.cells else 0.0
+
+
+@dataclass
+class CellRecord:
+    id: int
+    slide_id: str
+    frame_seq: int
+    frame_name: str
+    box: tuple[int, int, int, int]
+    class_name: str
+    group: str
+    confidence: float
+    distance: float | None
+    unknown: bool
+    crop_path: str | None
+
+
+class Store:
+    """One store folder. Open with ``Store(folder)`` (creates it) or ``Store(folder, create=False)``."""
+
+    def __init__(self, folder: str | Path, *, create: bool = True, min_free_mb: float = 200.0,
+                 crop_policy: str = "review") -> None:
+        if crop_policy not in CROP_POLICIES:
+            raise CytoEdgeError(f"unknown crop policy {crop_policy!r}: choose from {', '.join(CROP_POLICIES)}")
+        self.folder = Path(folder)
+        self.db_path = self.folder / DB_FILE
+        self.crop_policy = crop_policy
+        self.min_free_mb = min_free_mb
+        self.crops_enabled = crop_policy != "none"
+        self.crop_warning = ""
+        if not create and not self.db_path.is_file():
+            raise StoreError(f"no store at {self.db_path}: run edge-app first, or pass the folder it wrote with --out")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.db_path, timeout=10.0, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open store {self.db_path} ({exc}): check the folder, or move a damaged "
+                             "file aside and start a new store") from None
+        except OSError as exc:
+            raise StoreError(f"cannot create store folder {self.folder} ({exc.strerror or exc}): "
+                             "choose a writable --out") from None
+
+    # -- schema ----------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"store {self.db_path} has schema version {version}, newer than this CytoEdge "
+                             f"({SCHEMA_VERSION}): upgrade CytoEdge or use another --out")
+        if version == SCHEMA_VERSION:
+            return
+        try:
+            self.conn.executescript(
+                "BEGIN IMMEDIATE;" + SCHEMA
+                + f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION}, '{now_iso()}');"
+                + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        except sqlite3.DatabaseError:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self.conn)
+
+    def close(self) -> None:
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.DatabaseError:
+            pass  # another reader holds the WAL: it is checkpointed later
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------------
+    def open_slide(self, slide_id: str, class_names: Sequence[str], class_groups: dict[str, str]) -> None:
+        """Create the slide, or continue it (a later run appends frames after the last one)."""
+        check_slide_id(slide_id)
+        row = self.conn.execute("SELECT class_names FROM slides WHERE id = ?", (slide_id,)).fetchone()
+        if row is None:
+            with self.transaction():
+                self.conn.execute("INSERT INTO slides VALUES (?, ?, ?, ?)",
+                                  (slide_id, now_iso(), json.dumps(list(class_names)), json.dumps(class_groups)))
+        elif json.loads(row["class_names"]) != list(class_names):
+            raise StoreError(f"slide {slide_id!r} was recorded with classes {json.loads(row['class_names'])}, "
+                             f"this model has {list(class_names)}: use another --slide")
+
+    def start_run(self, slide_id: str, *, source: str, model: str, model_sha256: str, fmt: str, board: str,
+                  threads: int, settings: dict[str, Any]) -> int:
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO runs (slide_id, started, source, model, model_sha256, format, board, threads, settings)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (slide_id, now_iso(), source, model, model_sha256, fmt, board, threads, json.dumps(settings)))
+        return int(cur.lastrowid)
+
+    def end_run(self, run_id: int, summary: dict[str, Any]) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE runs SET ended = ?, summary = ? WHERE id = ?",
+                              (now_iso(), json.dumps(summary), run_id))
+
+    def next_seq(self, slide_id: str) -> int:
+        row = self.conn.execute("SELECT MAX(seq) FROM frames WHERE slide_id = ?", (slide_id,)).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def wants_crop(self, cell: CellResult) -> bool:
+        if not self.crops_enabled:
+            return False
+        if self.crop_policy == "all":
+            return True
+        if self.crop_policy == "abnormal":
+            return cell.group == ABNORMAL
+        return cell.group in (ABNORMAL, UNKNOWN)  # review
+
+    def add_frame(self, slide_id: str, run_id: int, *, name: str, size: tuple[int, int],
+                  cells: Sequence[CellResult], crops: Sequence[np.ndarray | None] = (),
+                  timings: dict[str, float] | None = None, seq: int | None = None) -> int:
+        """Store one frame and its cells in one transaction; save the crops the policy asks for first.
+
+        ``crops[i]`` is the crop of ``cells[i]`` (None: nothing to save). Returns the frame's seq.
+        """
+        seq = self.next_seq(slide_id) if seq is None else seq
+        paths = [self._save_crop(slide_id, seq, i, c, crops[i] if i < len(crops) else None)
+                 for i, c in enumerate(cells)]
+        t = timings or {}
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO frames (slide_id, run_id, seq, name, captured, width, height, n_cells, finder_ms, "
+                "classifier_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (slide_id, run_id, seq, name, now_iso(), size[0], size[1], len(cells), t.get("find"), t.get("classify")))
+            frame_id = cur.lastrowid
+            self.conn.executemany(
+                "INSERT INTO cells (frame_id, slide_id, idx, x, y, w, h, class_name, grp, confidence, distance, "
+                "unknown, crop_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(frame_id, slide_id, i, *map(int, c.box), c.class_name, c.group, float(c.confidence),
+                  None if c.distance is None or not np.isfinite(c.distance) else float(c.distance),
+                  int(c.unknown), paths[i]) for i, c in enumerate(cells)])
+        return seq
+
+    def _save_crop(self, slide_id: str, seq: int, idx: int, cell: CellResult, crop: np.ndarray | None) -> str | None:
+        if crop is None or not self.wants_crop(cell):
+            return None
+        import cv2
+
+        rel = Path(CROPS_DIR) / slide_id / f"{seq:06d}_{idx:03d}_{cell.class_name}.png"
+        try:
+            free_mb = shutil.disk_usage(self.folder).free / 2**20
+            if free_mb < self.min_free_mb:
+                raise OSError(errno.ENOSPC, f"only {free_mb:.0f} MB free, below the {self.min_free_mb:g} MB kept free")
+            ok, png = cv2.imencode(".png", crop)
+            if not ok:
+                raise OSError(errno.EIO, "PNG encoding failed")
+            atomic_write_bytes(self.folder / rel, png.tobytes())
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self.crops_enabled = False
+                self.crop_warning = (f"disk full ({exc.strerror or exc}): crop saving stopped; classification and "
+                                     "the store go on. Free space and restart to save crops again.")
+                log.warning(self.crop_warning)
+                return None
+            log.warning("crop %s not saved: %s", rel, exc.strerror or exc)
+            return None
+        return rel.as_posix()
+
+    # -- reading ---------------------------------------------------------------------------------
+    def list_slides(self) -> list[SlideCounts]:
+        """Every slide with its counts, newest first."""
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM slides ORDER BY created DESC, id")]
+        return [self.slide_counts(i) for i in ids]
+
+    def has_slide(self, slide_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM slides WHERE id = ?", (slide_id,)).fetchone() is not None
+
+    def slide_counts(self, slide_id: str) -> SlideCounts:
+        row = self.conn.execute("SELECT * FROM slides WHERE id = ?", (slide_id,)).fetchone()
+        if row is None:
+            known = [r[0] for r in self.conn.execute("SELECT id FROM slides ORDER BY id")]
+            hint = f"slides in this store: {', '.join(known[:10])}" if known else "this store has no slides yet"
+            raise StoreError(f"no slide {slide_id!r} in {self.db_path} ({hint})")
+        names = json.loads(row["class_names"])
+        per_class = dict.fromkeys(names, 0)
+        per_group = dict.fromkeys(GROUPS, 0)
+        for r in self.conn.execute("SELECT class_name, grp, unknown, COUNT(*) FROM cells WHERE slide_id = ? "
+                                   "GROUP BY class_name, grp, unknown", (slide_id,)):
+            per_group[r[1]] = per_group.get(r[1], 0) + r[3]
+            if not r[2]:
+                per_class[r[0]] = per_class.get(r[0], 0) + r[3]
+        frames = self.conn.execute("SELECT COUNT(*) FROM frames WHERE slide_id = ?", (slide_id,)).fetchone()[0]
+        runs = [dict(r) for r in self.conn.execute(
+            "SELECT id, started, ended, source, model, model_sha256, format, board, threads, summary "
+            "FROM runs WHERE slide_id = ? ORDER BY id", (slide_id,))]
+        for r in runs:
+            r["summary"] = json.loads(r["summary"]) if r["summary"] else None
+        return SlideCounts(slide_id, row["created"], names, json.loads(row["class_groups"]), int(frames),
+                           sum(per_group.values()), per_class, per_group, runs)
+
+    def cells_to_review(self, slide_id: str | None = None, *, limit: int | None = None,
+                        groups: Sequence[str] = (ABNORMAL, UNKNOWN)) -> list[CellRecord]:
+        """Cells of the given groups, most doubtful first (unknown first, then lowest confidence)."""
+        sql = ("SELECT c.*, f.seq AS frame_seq, f.name AS frame_name FROM cells c JOIN frames f ON f.id = c.frame_id "
+               f"WHERE c.grp IN ({','.join('?' * len(groups))})")
+        args: list[Any] = list(groups)
+        if slide_id is not None:
+            sql += " AND c.slide_id = ?"
+            args.append(slide_id)
+        sql += " ORDER BY c.unknown DESC, c.confidence ASC, c.id ASC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [self._record(r) for r in self.conn.execute(sql, args)]
+
+    def cell(self, cell_id: int) -> CellRecord | None:
+        r = self.conn.execute("SELECT c.*, f.seq AS frame_seq, f.name AS frame_name FROM cells c "
+                              "JOIN frames f ON f.id = c.frame_id WHERE c.id = ?", (int(cell_id),)).fetchone()
+        return None if r is None else self._record(r)
+
+    def crop_file(self, cell_id: int) -> Path | None:
+        """The crop image of a cell, only when it exists inside this store's crops folder."""
+        rec = self.cell(cell_id)
+        if rec is None or not rec.crop_path:
+            return None
+        root = (self.folder / CROPS_DIR).resolve()
+        path = (self.folder / rec.crop_path).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+        return path
+
+    @staticmethod
+    def _record(r: sqlite3.Row) -> CellRecord:
+        return CellRecord(int(r["id"]), r["slide_id"], int(r["frame_seq"]), r["frame_name"],
+                          (r["x"], r["y"], r["w"], r["h"]), r["class_name"], r["grp"], float(r["confidence"]),
+                          r["distance"], bool(r["unknown"]), r["crop_path"])
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check`` ("ok" when the file is sound)."""
+        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error), for an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        for attempt in range(50):
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise StoreError(f"store is busy ({exc}): is another edge-app writing it?") from None
+                time.sleep(0.1)
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"cannot write the store ({exc}): check free space and permissions") from None
+            return
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as err:
+            self.conn.execute("ROLLBACK")
+            raise StoreError(f"cannot write the store ({err}): check free space and permissions") from None
