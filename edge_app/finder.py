@@ -2,7 +2,9 @@
 
 Steps: shrink the frame to ``work_width`` (a 4K frame is found at 640 px wide) ->
 estimate the background (the slide's uneven illumination) at 1/8 of that and take
-each pixel's darkness and colourfulness against it -> Otsu threshold with a floor,
+each pixel's absorbance against it (its largest drop over the three channels) ->
+hysteresis threshold (regions above the background noise that hold a part above
+Otsu's threshold),
 open/close, fill holes -> distance transform, one marker per peak (two peaks join
 when the distance map has no neck between them) -> a clump with several markers is
 divided between them along the power diagram of their inscribed circles (a
@@ -29,9 +31,11 @@ class FinderConfig:
     max_area: float = 0.08  # largest cell, fraction of the frame area (1280x960: ~98 000 px, ~350 px wide)
     min_solidity: float = 0.75  # area / convex-hull area: rejects ragged debris and unsplit clumps
     max_elongation: float = 4.0  # long side / short side of the rotated box: rejects fibres
-    min_contrast: float = 10.0  # floor of the foreground threshold (0-255 scale), so an empty field stays empty
+    min_contrast: float = 8.0  # floor of the foreground threshold (absorbance, 0-255), so an empty field stays empty
+    noise_k: float = 4.0  # low hysteresis threshold: background level + this many robust standard deviations
     split: bool = True  # separate touching cells (distance transform + watershed)
-    neck: float = 0.80  # two peaks are two cells when the distance map dips below this share of the lower one
+    neck: float = 0.90  # two peaks are two cells when the distance map dips below this share of the lower one
+    background: float = 0.3  # the background estimate removes stained objects up to this share of the frame width
     margin: float = 0.15  # crop margin on each side, as a share of the box's longer side
 
     def __post_init__(self) -> None:
@@ -52,34 +56,48 @@ class Detection:
     touches_edge: bool  # the cell is cut by the frame border
 
 
-def _background(grey: np.ndarray, sat: np.ndarray, cell_px: int) -> tuple[np.ndarray, np.ndarray]:
-    """Slide background (brightness, saturation) with the cells removed: morphology at 1/8 scale."""
+def _background(small: np.ndarray, cell_px: int) -> np.ndarray:
+    """The slide's empty background colour under each pixel (uneven illumination kept, cells removed).
+
+    Stained matter only absorbs light, so per colour channel the background is the
+    bright envelope: a grey closing (removes darker objects up to ~``cell_px`` wide)
+    at 1/8 scale, smoothed and enlarged back.
+    """
     import cv2
 
-    h, w = grey.shape
+    h, w = small.shape[:2]
     sw, sh = max(8, w // 8), max(8, h // 8)
     k = max(3, (cell_px // 8) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    g = cv2.morphologyEx(cv2.resize(grey, (sw, sh), interpolation=cv2.INTER_AREA), cv2.MORPH_CLOSE, kernel)
-    s = cv2.morphologyEx(cv2.resize(sat, (sw, sh), interpolation=cv2.INTER_AREA), cv2.MORPH_OPEN, kernel)
-    g, s = cv2.GaussianBlur(g, (0, 0), k / 2), cv2.GaussianBlur(s, (0, 0), k / 2)
-    return (cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR),
-            cv2.resize(s, (w, h), interpolation=cv2.INTER_LINEAR))
+    bg = cv2.morphologyEx(cv2.resize(small, (sw, sh), interpolation=cv2.INTER_AREA), cv2.MORPH_CLOSE, kernel)
+    bg = cv2.blur(bg, (k, k))
+    return cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def foreground_mask(small: np.ndarray, cfg: FinderConfig, cell_px: int) -> np.ndarray:
-    """uint8 0/255 mask of stained matter (darker or more coloured than the background)."""
+    """uint8 0/255 mask of stained matter: pixels that absorb light in some channel against the background.
+
+    Hysteresis on the absorbance: Otsu's threshold finds the clearly stained parts
+    (nuclei, dense cytoplasm); every region above a low threshold (the background's
+    level + ``noise_k`` robust standard deviations, never under ``min_contrast``) that
+    holds such a part is kept whole, so pale cytoplasm around a dark nucleus stays.
+    """
     import cv2
 
-    hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
-    grey, sat = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), hsv[:, :, 1]
-    bg_grey, bg_sat = _background(grey, sat, cell_px)
-    dark = cv2.subtract(bg_grey, grey)
-    colour = cv2.subtract(sat, bg_sat)
-    score = cv2.GaussianBlur(cv2.max(dark, colour), (5, 5), 0)
+    drop = cv2.subtract(_background(small, cell_px), small)
+    absorb = cv2.max(cv2.max(drop[:, :, 0], drop[:, :, 1]), drop[:, :, 2])
+    score = cv2.GaussianBlur(absorb, (5, 5), 0)
     otsu, _ = cv2.threshold(score, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    _, mask = cv2.threshold(score, max(otsu, cfg.min_contrast), 255, cv2.THRESH_BINARY)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    high = max(otsu, cfg.min_contrast)
+    level, spread = _robust_level(np.bincount(score.ravel(), minlength=256)[:max(1, int(otsu))])
+    low = min(high, max(cfg.min_contrast, level + cfg.noise_k * max(spread, 1.0)))
+    weak = (score > low).astype(np.uint8)
+    weak = cv2.morphologyEx(weak, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    n, labels = cv2.connectedComponents(weak, connectivity=8)
+    keep = np.zeros(n, np.uint8)
+    keep[np.bincount(labels[score > high], minlength=n) > 0] = 255
+    keep[0] = 0
+    mask = keep[labels]
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(mask)
@@ -87,35 +105,52 @@ def foreground_mask(small: np.ndarray, cfg: FinderConfig, cell_px: int) -> np.nd
     return filled
 
 
+def _robust_level(hist: np.ndarray) -> tuple[float, float]:
+    """Median and robust standard deviation (1.4826 x MAD) of values given as a histogram of 0..len-1.
+
+    >>> _robust_level(np.array([0, 3, 2, 3, 0]))
+    (2.0, 1.4826)
+    """
+    total = hist.sum()
+    if total == 0:
+        return 0.0, 0.0
+    values = np.arange(len(hist))
+    median = float(values[np.searchsorted(np.cumsum(hist), total / 2)])
+    dev = np.abs(values - median)
+    order = np.argsort(dev, kind="stable")
+    mad = float(dev[order][np.searchsorted(np.cumsum(hist[order]), total / 2)])
+    return median, 1.4826 * mad
+
+
 def _peaks(dist: np.ndarray, min_radius: float, neck: float) -> list[tuple[int, int, float]]:
     """Local maxima of the distance map, one per cell: (x, y, radius), largest first."""
     import cv2
 
-    k = max(3, int(min_radius) | 1)
+    k = max(3, int(2 * min_radius + 1) | 1)
     local = (dist >= cv2.dilate(dist, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))) & (dist >= min_radius)
-    n, labels, stats, cents = cv2.connectedComponentsWithStats(local.astype(np.uint8), connectivity=8)
-    cands = []
-    for i in range(1, n):
-        x, y, w, h = stats[i, :4]
-        cands.append((int(round(cents[i][0])), int(round(cents[i][1])),
-                      float(dist[y:y + h, x:x + w][labels[y:y + h, x:x + w] == i].max())))
-    cands.sort(key=lambda p: -p[2])
+    n, _, _, cents = cv2.connectedComponentsWithStats(local.astype(np.uint8), connectivity=8)
+    xy = np.round(cents[1:]).astype(int)
+    radius = cv2.dilate(dist, np.ones((3, 3), np.uint8))[xy[:, 1], xy[:, 0]] if n > 1 else np.zeros(0)
+    order = np.argsort(-radius, kind="stable")
     kept: list[tuple[int, int, float]] = []
-    for x, y, r in cands:
-        if all(not _same_cell(dist, (x, y, r), k2, neck) for k2 in kept):
-            kept.append((x, y, r))
+    kx, ky, kr = np.zeros(0), np.zeros(0), np.zeros(0)
+    for i in order:
+        x, y, r = int(xy[i, 0]), int(xy[i, 1]), float(radius[i])
+        gap = np.hypot(kx - x, ky - y)
+        near = gap <= kr + r
+        if np.any(near & (gap < 0.5 * kr)):
+            continue  # inside a bigger peak's inscribed circle
+        if any(_same_cell(dist, (x, y, r), kept[j], neck) for j in np.flatnonzero(near)):
+            continue
+        kept.append((x, y, r))
+        kx, ky, kr = np.append(kx, x), np.append(ky, y), np.append(kr, r)
     return kept
 
 
 def _same_cell(dist: np.ndarray, a: tuple[int, int, float], b: tuple[int, int, float], neck: float) -> bool:
     """Two peaks belong to one cell when the distance map stays high all the way between them."""
     (xa, ya, ra), (xb, yb, rb) = a, b
-    gap = float(np.hypot(xa - xb, ya - yb))
-    if gap > ra + rb:
-        return False
-    if gap < 0.5 * max(ra, rb):
-        return True
-    n = max(2, int(gap))
+    n = max(2, int(np.hypot(xa - xb, ya - yb)))
     xs = np.linspace(xa, xb, n).round().astype(int)
     ys = np.linspace(ya, yb, n).round().astype(int)
     return float(dist[ys, xs].min()) >= neck * min(ra, rb)
@@ -171,7 +206,7 @@ def find_cells(frame: np.ndarray, cfg: FinderConfig | None = None) -> list[Detec
     h, w = small.shape[:2]
     min_area, max_area = cfg.min_area * h * w, cfg.max_area * h * w
     min_radius = max(2.0, 0.35 * np.sqrt(min_area / np.pi))
-    mask = foreground_mask(small, cfg, cell_px=int(2 * np.sqrt(max_area / np.pi)))
+    mask = foreground_mask(small, cfg, cell_px=int(cfg.background * w))
     found: list[Detection] = []
     for local, ox, oy in _regions(mask, min_radius, cfg.neck, cfg.split, min_area):
         det = _measure(local, (ox, oy), cfg, min_area, max_area, 1.0 / scale, (W, H))

@@ -1,0 +1,176 @@
+"""How well edge_app's cell finder finds the cells: recall and precision at IoU >= 0.5.
+
+    python -m benchmarks.finder_accuracy                       # makes 20 synthetic fields, then scores them
+    python -m benchmarks.finder_accuracy --fields DATA/fields  # fields written by 'edge-train synth --fields N'
+
+Ground truth is every labelled cell's cytoplasm outline (``*_cyt*.dat``) listed in
+the fields' ``truth.json``. Each detection is matched to at most one cell, greedily
+by decreasing IoU; a match needs IoU >= ``--iou``. Two IoUs are scored:
+
+* **mask IoU** - the detection's outline filled, against the filled ``.dat`` outline;
+* **box IoU** - the detection's box against the outline's bounding box.
+
+Recall = matched cells / labelled cells; precision = matched detections / detections
+(a detection on debris, an inflammatory cell or a merged clump counts against it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.errors import CytoEdgeError
+
+
+@dataclass
+class FieldScore:
+    name: str
+    cells: int
+    detections: int
+    matched_mask: int
+    matched_box: int
+    mean_mask_iou: float  # over mask matches
+    finder_ms: float
+
+
+def box_iou(a: Sequence[int], b: Sequence[int]) -> float:
+    """IoU of two (x, y, w, h) boxes.
+
+    >>> box_iou((0, 0, 10, 10), (5, 0, 10, 10))
+    0.3333333333333333
+    """
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union else 0.0
+
+
+def _mask_ious(truth_polys: list[np.ndarray], det_polys: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """cells x detections mask IoU, computed inside each pair's joint box."""
+    import cv2
+
+    w, h = size
+    out = np.zeros((len(truth_polys), len(det_polys)))
+    boxes_t = [cv2.boundingRect(p.astype(np.int32)) for p in truth_polys]
+    boxes_d = [cv2.boundingRect(p.astype(np.int32)) for p in det_polys]
+    for i, (pt, bt) in enumerate(zip(truth_polys, boxes_t)):
+        for j, (pd, bd) in enumerate(zip(det_polys, boxes_d)):
+            if box_iou(bt, bd) == 0.0:
+                continue
+            x0, y0 = max(0, min(bt[0], bd[0])), max(0, min(bt[1], bd[1]))
+            x1 = min(w, max(bt[0] + bt[2], bd[0] + bd[2]) + 1)
+            y1 = min(h, max(bt[1] + bt[3], bd[1] + bd[3]) + 1)
+            mt = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            md = np.zeros_like(mt)
+            cv2.fillPoly(mt, [np.round(pt - (x0, y0)).astype(np.int32)], 1)
+            cv2.fillPoly(md, [(pd - (x0, y0)).astype(np.int32)], 1)
+            union = np.count_nonzero(mt | md)
+            out[i, j] = np.count_nonzero(mt & md) / union if union else 0.0
+    return out
+
+
+def greedy_matches(iou: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
+    """One-to-one matches (cell, detection, IoU) with IoU >= threshold, best first.
+
+    >>> greedy_matches(np.array([[0.9, 0.6], [0.7, 0.2]]), 0.5)
+    [(0, 0, 0.9)]
+    """
+    pairs = sorted(((float(iou[i, j]), i, j) for i, j in zip(*np.nonzero(iou >= threshold))), reverse=True)
+    used_t, used_d, out = set(), set(), []
+    for v, i, j in pairs:
+        if i not in used_t and j not in used_d:
+            used_t.add(i)
+            used_d.add(j)
+            out.append((i, j, v))
+    return out
+
+
+def score_fields(fields_dir: Path, iou: float = 0.5, finder_cfg=None) -> list[FieldScore]:
+    from edge_app.finder import FinderConfig, find_cells
+    from edge_app.outlines import read_outline
+    from edge_app.sources import read_image
+
+    truth_file = fields_dir / "truth.json"
+    if not truth_file.is_file():
+        raise CytoEdgeError(f"no truth.json in {fields_dir}: pass a folder written by 'edge-train synth --fields N'")
+    truth = json.loads(truth_file.read_text())
+    cfg = finder_cfg or FinderConfig()
+    scores = []
+    for rec in truth["fields"]:
+        image, err = read_image(fields_dir / rec["image"])
+        if image is None:
+            raise CytoEdgeError(f"{fields_dir / rec['image']}: {err}")
+        polys = [read_outline(fields_dir / c["cyt"]) for c in rec["cells"]]
+        t0 = time.perf_counter()
+        dets = find_cells(image, cfg)
+        ms = (time.perf_counter() - t0) * 1e3
+        size = (image.shape[1], image.shape[0])
+        m_iou = _mask_ious(polys, [d.contour for d in dets], size)
+        tboxes = [c["bbox_xywh"] for c in rec["cells"]]
+        b_iou = np.array([[box_iou(tb, d.box) for d in dets] for tb in tboxes]).reshape(len(tboxes), len(dets))
+        mm, bm = greedy_matches(m_iou, iou), greedy_matches(b_iou, iou)
+        scores.append(FieldScore(rec["image"], len(polys), len(dets), len(mm), len(bm),
+                                 float(np.mean([v for _, _, v in mm])) if mm else 0.0, ms))
+    return scores
+
+
+def summarise(scores: list[FieldScore]) -> dict[str, float]:
+    cells = sum(s.cells for s in scores)
+    dets = sum(s.detections for s in scores)
+    out = {"fields": len(scores), "cells": cells, "detections": dets}
+    for kind in ("mask", "box"):
+        m = sum(getattr(s, f"matched_{kind}") for s in scores)
+        r, p = m / cells if cells else 0.0, m / dets if dets else 0.0
+        out.update({f"{kind}_recall": r, f"{kind}_precision": p, f"{kind}_f1": 2 * r * p / (r + p) if r + p else 0.0})
+    out["mean_mask_iou_of_matches"] = statistics.fmean(s.mean_mask_iou for s in scores) if scores else 0.0
+    out["finder_ms_median"] = statistics.median(s.finder_ms for s in scores) if scores else 0.0
+    return out
+
+
+def _make_fields(n: int, seed: int, difficulty: float | None, folder: Path) -> Path:
+    from train.data.synth import SynthOptions, generate
+
+    kw = {} if difficulty is None else {"difficulty": difficulty}
+    generate(SynthOptions(out=folder, per_class=5, frames=1, fields=n, seed=seed, **kw))
+    return folder / "fields"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.finder_accuracy", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fields", type=Path, help="fields folder with truth.json (default: make synthetic ones)")
+    p.add_argument("--n", type=int, default=20, help="synthetic fields to make when --fields is not given")
+    p.add_argument("--seed", type=int, default=1, help="seed of the synthetic fields (default: %(default)s)")
+    p.add_argument("--difficulty", type=float, help="synthetic difficulty (default: the generator's)")
+    p.add_argument("--iou", type=float, default=0.5, help="IoU a match needs (default: %(default)s)")
+    p.add_argument("--per-field", action="store_true", help="print a line per field")
+    a = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="finder-bench-") as tmp:
+        fields = a.fields or _make_fields(a.n, a.seed, a.difficulty, Path(tmp) / "synth")
+        scores = score_fields(fields, a.iou)
+    if a.per_field:
+        for s in scores:
+            print(f"{s.name}: {s.cells} cells, {s.detections} found, mask matches {s.matched_mask}, "
+                  f"box matches {s.matched_box}, mean mask IoU {s.mean_mask_iou:.3f}, {s.finder_ms:.1f} ms")
+    t = summarise(scores)
+    print(f"cell finder on {t['fields']} fields ({t['cells']} labelled cells, {t['detections']} detections), "
+          f"match at IoU >= {a.iou}:")
+    print(f"  mask IoU: recall {t['mask_recall']:.3f}  precision {t['mask_precision']:.3f}  F1 {t['mask_f1']:.3f}"
+          f"  (mean IoU of matches {t['mean_mask_iou_of_matches']:.3f})")
+    print(f"  box IoU:  recall {t['box_recall']:.3f}  precision {t['box_precision']:.3f}  F1 {t['box_f1']:.3f}")
+    print(f"  finder time per field: median {t['finder_ms_median']:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
