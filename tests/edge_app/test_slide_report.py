@@ -1,0 +1,106 @@
+"""The slide report: triage rule, the three formats, and `edge-app report` on a real store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from edge_app.cli import main
+from edge_app.errors import CytoEdgeError
+from edge_app.report import DISCLAIMER, INSUFFICIENT, NO_REFERRAL, REFER, TriageRule, build_report, render, triage
+from edge_app.store import CellResult, SlideCounts, Store
+
+CLASSES = ["superficial_intermediate", "parabasal", "metaplastic", "koilocytotic", "dyskeratotic"]
+GROUPS = {"superficial_intermediate": "normal", "parabasal": "normal", "metaplastic": "benign",
+          "koilocytotic": "abnormal", "dyskeratotic": "abnormal"}
+
+
+def counts(normal: int, abnormal: int, unknown: int = 0) -> SlideCounts:
+    per_group = {"normal": normal, "benign": 0, "abnormal": abnormal, "unknown": unknown}
+    return SlideCounts("s", "", CLASSES, GROUPS, 1, sum(per_group.values()), {}, per_group)
+
+
+@pytest.mark.parametrize("c, verdict", [
+    (counts(300, 5), REFER),  # enough abnormal cells
+    (counts(100, 3), REFER),  # 2.9 % abnormal
+    (counts(400, 2), NO_REFERRAL),
+    (counts(20, 0), INSUFFICIENT),
+    (counts(20, 1), REFER),  # 4.8 % abnormal outweighs too few cells
+    (counts(100, 0, 40), REFER),  # too many unclassifiable cells
+])
+def test_triage_rule(c, verdict):
+    got, reasons = triage(c, TriageRule())
+    assert got == verdict and reasons
+
+
+def test_triage_limits_are_configurable_and_checked():
+    assert triage(counts(300, 5), TriageRule(min_abnormal_cells=6, abnormal_fraction=0.5))[0] == NO_REFERRAL
+    with pytest.raises(CytoEdgeError, match="abnormal fraction"):
+        TriageRule(abnormal_fraction=0.0)
+    with pytest.raises(CytoEdgeError):
+        TriageRule(min_abnormal_cells=0)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "data")
+    s.open_slide("demo", CLASSES, GROUPS)
+    run = s.start_run("demo", source="fields", model="shufflenet_v2_x1_0", model_sha256="0" * 64,
+                      fmt="tflite-int8", board="rpi5", threads=4, settings={})
+    import numpy as np
+
+    crop = np.zeros((16, 16, 3), np.uint8)
+    for k in range(3):
+        cells = [CellResult((0, 0, 5, 5), "parabasal", "normal", 0.9, 1.0, False)] * 20 + [
+            CellResult((5, 5, 5, 5), "dyskeratotic", "abnormal", 0.7 - 0.1 * k, 1.5, False),
+            CellResult((9, 9, 5, 5), "koilocytotic", "unknown", 0.3, 8.0, True)]
+        s.add_frame("demo", run, name=f"field_{k}.png", size=(640, 480), cells=cells, crops=[crop] * len(cells))
+    s.end_run(run, {"frames_done": 3})
+    yield s
+    s.close()
+
+
+def test_report_counts_and_review_list(store):
+    rep = build_report(store, "demo")
+    assert rep["cells"] == 66 and rep["frames"] == 3
+    assert rep["per_group"] == {"normal": 60, "benign": 0, "abnormal": 3, "unknown": 3}
+    assert {r["class"]: r["count"] for r in rep["per_class"]}["dyskeratotic"] == 3
+    assert rep["triage"]["verdict"] == REFER and rep["triage"]["refer"]  # 3/66 = 4.5 % abnormal
+    assert rep["review_total"] == 6 and rep["review"][0]["group"] == "unknown"
+    assert all(r["crop"] and r["crop"].endswith(".png") for r in rep["review"])
+    assert rep["runs"][0]["board"] == "rpi5" and rep["runs"][0]["summary"] == {"frames_done": 3}
+
+
+def test_every_format_states_it_is_a_screening_aid(store):
+    rep = build_report(store, "demo")
+    md = render(rep, "md")
+    assert DISCLAIMER in md and "**Triage: refer for review**" in md and "| abnormal | 3 | 4.5% |" in md
+    assert json.loads(render(rep, "json"))["disclaimer"] == DISCLAIMER
+    rows = list(csv.DictReader(io.StringIO(render(rep, "csv"))))
+    assert rows[0]["detail"] == DISCLAIMER
+    groups = {r["name"]: int(r["count"]) for r in rows if r["kind"] == "group"}
+    assert groups == {"normal": 60, "benign": 0, "abnormal": 3, "unknown": 3}
+    assert sum(r["kind"] == "review" for r in rows) == 6
+
+
+def test_report_command(store, tmp_path, capsys):
+    out = str(store.folder)
+    assert main(["report", "--slide", "demo", "--out", out]) == 0
+    assert "# Slide demo" in capsys.readouterr().out
+    target = tmp_path / "r.json"
+    assert main(["report", "--slide", "demo", "--out", out, "--format", "json", "-o", str(target),
+                 "--refer-abnormal-cells", "50", "--refer-abnormal-fraction", "0.5"]) == 0
+    assert json.loads(target.read_text())["triage"]["verdict"] == NO_REFERRAL
+
+
+def test_report_command_errors_are_one_line(store, tmp_path, capsys):
+    assert main(["report", "--slide", "other", "--out", str(store.folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no slide 'other'" in err and "demo" in err
+    assert main(["report", "--slide", "demo", "--out", str(tmp_path / "empty")]) == 2
+    assert "no store at" in capsys.readouterr().err
+    assert main(["report", "--slide", "demo", "--out", str(store.folder), "--refer-abnormal-fraction", "2"]) == 2
+    assert "abnormal fraction" in capsys.readouterr().err

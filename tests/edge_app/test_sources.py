@@ -1,0 +1,209 @@
+"""Frame sources: folders, globs, video files, and live cameras that fail, recover or give up."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_app.errors import SourceError
+from edge_app.sources import CameraSettings, CameraSource, FileListSource, VideoFileSource, open_source
+
+
+def _img(value: int, shape=(40, 60, 3)) -> np.ndarray:
+    return np.full(shape, value, np.uint8)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "fields"
+    d.mkdir()
+    for i in (10, 2, 1):
+        cv2.imwrite(str(d / f"f{i}.png"), _img(i))
+    (d / "f3.png").write_bytes(b"not a png at all")
+    (d / "f4.png").write_bytes(b"")
+    (d / "f1_cyt01.dat").write_text("1,2\n3,4\n5,6\n")
+    (d / "truth.json").write_text("{}")
+    return d
+
+
+def test_folder_in_natural_order_with_unreadable_files_reported(folder):
+    with open_source(str(folder)) as src:
+        assert isinstance(src, FileListSource) and not src.live
+        frames = list(src)
+    assert [f.name for f in frames] == ["f1.png", "f2.png", "f3.png", "f4.png", "f10.png"]
+    assert [f.image is None for f in frames] == [False, False, True, True, False]
+    assert "corrupt" in frames[2].error and frames[3].error == "empty file"
+    assert int(frames[4].image[0, 0, 0]) == 10
+    assert src.stats["unreadable"] == 2 and src.stats["frames"] == 3
+
+
+def test_glob_single_file_and_16_bit_kept_as_stored(tmp_path):
+    deep = (np.arange(40 * 60, dtype=np.uint16).reshape(40, 60) * 20)
+    cv2.imwrite(str(tmp_path / "a.png"), deep)
+    cv2.imwrite(str(tmp_path / "b.png"), cv2.cvtColor(_img(50), cv2.COLOR_BGR2BGRA))
+    frames = list(open_source(str(tmp_path / "*.png")))
+    assert [f.name for f in frames] == ["a.png", "b.png"]
+    assert frames[0].image.dtype == np.uint16 and frames[1].image.shape[2] == 4
+    assert len(list(open_source(str(tmp_path / "b.png")))) == 1
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("no/such/folder", "no such file, folder or camera"),
+    ("cam:x", "bad camera source"),
+    ("nothing-*.png", "no image files match"),
+])
+def test_bad_sources_are_one_line_errors(spec, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SourceError, match=message):
+        open_source(spec)
+
+
+def test_empty_folder_and_unknown_file_type(tmp_path):
+    with pytest.raises(SourceError, match="no image files in folder"):
+        open_source(str(tmp_path))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(SourceError, match="neither an image nor a video"):
+        open_source(str(tmp_path / "notes.txt"))
+
+
+def test_video_file_frame_by_frame(tmp_path):
+    path = tmp_path / "slide.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+    for i in range(7):
+        writer.write(_img(30 * i, (48, 64, 3)))
+    writer.release()
+    with open_source(str(path)) as src:
+        assert isinstance(src, VideoFileSource)
+        frames = list(src)
+    assert len(frames) == 7 and frames[0].image.shape == (48, 64, 3)
+    assert frames[0].image.mean() < frames[-1].image.mean()
+
+
+class FakeCamera:
+    """A camera that delivers ``good`` frames, then fails every read (a pulled cable)."""
+
+    def __init__(self, start: int, good: int, delay: float = 0.002) -> None:
+        self.n, self.good, self.delay, self.released = start, good, delay, False
+
+    def read(self):
+        time.sleep(self.delay)
+        if self.good <= 0:
+            return False, None
+        self.good -= 1
+        self.n += 1
+        return True, _img(self.n % 256)
+
+    def release(self):
+        self.released = True
+
+
+def test_camera_that_fails_is_reopened_with_back_off_and_recovers():
+    opens: list[FakeCamera] = []
+    failures = iter([False, True, True, False])  # 1st open works, then 2 failed reopens, then it is back
+
+    def opener():
+        if next(failures, False):
+            raise OSError("device busy")
+        cam = FakeCamera(start=100 * len(opens), good=5 if not opens else 1000)
+        opens.append(cam)
+        return cam
+
+    src = CameraSource(opener, "cam:fake", give_up_after=5.0, backoff=(0.01, 0.05))
+    got = []
+    with src:
+        for frame in src:
+            got.append(int(frame.image[0, 0, 0]))
+            if got[-1] >= 100:  # a frame from the reopened camera
+                break
+    assert src.live and len(opens) == 2 and src.stats["reopened"] == 1
+    assert opens[0].released and opens[1].released  # closed on failure and on exit
+    assert got[0] < 100 <= got[-1]
+
+
+def test_camera_that_never_comes_back_gives_up_with_a_clear_message():
+    state = {"opened": 0}
+
+    def opener():
+        state["opened"] += 1
+        if state["opened"] > 1:
+            raise OSError("no such device")
+        return FakeCamera(0, good=2)
+
+    src = CameraSource(opener, "cam:7", give_up_after=0.4, backoff=(0.02, 0.1))
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match=r"camera cam:7 delivered no frame for 0.4 s.*no such device"):
+        with src:
+            for _ in src:
+                pass
+    assert 0.3 < time.monotonic() - t0 < 5.0 and state["opened"] > 2
+
+
+def test_camera_that_cannot_open_fails_at_once():
+    def opener():
+        raise OSError("permission denied")
+
+    with pytest.raises(SourceError, match="cannot open camera cam:3: permission denied"):
+        CameraSource(opener, "cam:3")
+
+
+def test_live_camera_drops_old_frames_instead_of_lagging():
+    src = CameraSource(lambda: FakeCamera(0, good=10**6, delay=0.002), "cam:fast")
+    seen = []
+    with src:
+        for frame in src:
+            seen.append(int(frame.name.split("#")[1]))
+            time.sleep(0.05)  # a slow consumer
+            if len(seen) == 5:
+                break
+    gaps = np.diff(seen)
+    assert gaps.min() > 1 and src.stats["dropped"] > 0  # frames were skipped, the newest one taken
+
+
+def test_stop_from_another_thread_ends_a_waiting_camera():
+    src = CameraSource(lambda: FakeCamera(0, good=1), "cam:slow", give_up_after=60.0, backoff=(0.5, 1.0))
+    threading.Timer(0.3, src.stop).start()
+    t0 = time.monotonic()
+    with src:
+        frames = list(src)
+    assert len(frames) == 1 and time.monotonic() - t0 < 5.0
+
+
+def test_camera_specs_build_live_sources_lazily(monkeypatch):
+    opened = []
+
+    class Cap(FakeCamera):
+        def __init__(self, target, api):
+            super().__init__(0, good=3)
+            opened.append((target, api))
+
+        def isOpened(self):
+            return True
+
+        def set(self, prop, value):
+            return True
+
+    monkeypatch.setattr(cv2, "VideoCapture", Cap)
+    with open_source("/dev/video2", CameraSettings(give_up_after=0.2)) as src:
+        assert src.live and src.description == "/dev/video2"
+        assert int(next(iter(src)).image[0, 0, 0]) == 1
+    with open_source("cam:1", CameraSettings(give_up_after=0.2)):
+        pass
+    assert opened[0] == ("/dev/video2", cv2.CAP_V4L2) and opened[1] == (1, cv2.CAP_V4L2)
+
+
+def test_picam_without_picamera2_says_how_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "picamera2", None)
+    with pytest.raises(SourceError, match="apt install python3-picamera2"):
+        open_source("picam")
+
+
+def test_gstreamer_source_needs_an_opencv_with_gstreamer(monkeypatch):
+    monkeypatch.setattr(cv2, "getBuildInformation", lambda: "  GStreamer:  NO\n")
+    with pytest.raises(SourceError, match="no GStreamer support"):
+        open_source("gst:videotestsrc ! appsink")
