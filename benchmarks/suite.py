@@ -1,0 +1,243 @@
+"""A benchmark run: every model x format x threads x batch, checked up front, measured, recorded.
+
+:func:`run_suite` is the Python API behind ``bench-device``. Bad input (a missing or
+tampered artifact, an unknown format, a card of an unknown schema, a thread count
+below 1, an empty data folder) is refused before anything is measured; a format
+that fails while measuring is recorded as failed with its reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edge_app.card import ModelCard, load_card
+from edge_app.errors import CytoEdgeError
+from edge_app.formats import FORMATS, get_format
+
+_RUNTIME_MODULE = {"litert": None, "onnxruntime": "onnxruntime", "torch": "torch"}
+
+
+@dataclass
+class BenchOptions:
+    models: list[Path]
+    formats: list[str] | None = None  # None: every format the card has
+    threads: list[int] | None = None  # None: the board profile's default
+    batch: list[int] = field(default_factory=lambda: [1])
+    data: Path | None = None  # labelled folder for accuracy
+    max_images: int | None = None  # cap on --data images (evenly spread over the folder)
+    frames: Path | None = None  # folder of frames for the end-to-end figure
+    out: Path = Path("results")
+    board: str | None = None  # profile name or .toml; None detects
+    warmup: int = 10
+    min_time: float = 2.0
+    min_runs: int = 50
+    timeout: float = 600.0
+
+    def check(self) -> None:
+        if not self.models:
+            raise CytoEdgeError("no model folder given: pass one or more folders written by edge-convert")
+        for name, values in (("--threads", self.threads or [1]), ("--batch", self.batch)):
+            bad = [v for v in values if v < 1]
+            if bad or not values:
+                raise CytoEdgeError(f"{name} must be whole numbers >= 1, got {bad or values}")
+        if self.max_images is not None and self.max_images < 1:
+            raise CytoEdgeError(f"--max-images must be >= 1, got {self.max_images}")
+        if self.warmup < 0 or self.min_runs < 1 or self.min_time < 0 or self.timeout <= 0:
+            raise CytoEdgeError("--warmup must be >= 0, --min-runs >= 1, --min-time >= 0 and --timeout > 0")
+        if self.formats is not None:
+            for f in self.formats:
+                get_format(f)
+
+
+def runtime_available(fmt: str) -> str:
+    """``""`` if the library behind ``fmt`` is installed, else why not."""
+    runtime = get_format(fmt).runtime
+    module = _RUNTIME_MODULE[runtime]
+    if module is None:
+        from benchmarks.runtimes import tflite_interpreter_class
+
+        try:
+            tflite_interpreter_class()
+        except CytoEdgeError as exc:
+            return str(exc)
+        return ""
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed on this board (pip install {module})"
+    return ""
+
+
+@dataclass
+class ModelPlan:
+    name: str
+    card: ModelCard
+    formats: list[str]  # to measure, each verified
+    skipped: dict[str, str]  # format -> why it is not measured
+
+
+def model_name(path: Path, card: ModelCard) -> str:
+    return path.resolve().name or card.architecture
+
+
+def plan_models(opts: BenchOptions) -> list[ModelPlan]:
+    """Load every card and verify every artifact to be measured (errors here stop the run)."""
+    plans: list[ModelPlan] = []
+    names: set[str] = set()
+    for path in opts.models:
+        card = load_card(path)
+        wanted = opts.formats if opts.formats is not None else [f for f in FORMATS if f in card.artifacts]
+        formats, skipped = [], {}
+        for fmt in wanted:
+            card.verify_artifact(fmt)  # missing from the card, missing file or wrong hash: one-line error
+            why = runtime_available(fmt)
+            if why:
+                skipped[fmt] = why
+            else:
+                formats.append(fmt)
+        name = model_name(Path(path), card)
+        if name in names:
+            name = f"{name}-{len(plans) + 1}"
+        names.add(name)
+        plans.append(ModelPlan(name, card, formats, skipped))
+    return plans
+
+
+def artifact_figures(card: ModelCard, fmt: str, torch_cost: dict[str, Any] | None) -> dict[str, Any]:
+    """File size, hash and the graph's own cost (MACs, FLOPs, params) of one artifact."""
+    from benchmarks import flops
+
+    entry = card.artifact(fmt)
+    path = card.artifact_path(fmt)
+    out: dict[str, Any] = {"file": entry.file, "size_bytes": path.stat().st_size, "sha256": entry.sha256,
+                           "cost": None, "cost_error": "", "activation": None}
+    try:
+        if fmt.startswith("tflite"):
+            out["cost"] = flops.count_tflite(path).to_dict()
+            out["activation"] = flops.tflite_activation_peak(path)
+        elif fmt == "onnx":
+            out["cost"] = flops.count_onnx(path).to_dict()
+        elif fmt == "torch":
+            out["cost"] = torch_cost
+            if torch_cost is None:
+                out["cost_error"] = "PyTorch is not installed"
+    except CytoEdgeError as exc:
+        out["cost_error"] = str(exc)
+    if out["cost"] and torch_cost and torch_cost["macs"]:
+        out["crosscheck"] = {"torch_macs": torch_cost["macs"],
+                             "relative_difference": out["cost"]["macs"] / torch_cost["macs"] - 1.0}
+    return out
+
+
+def torch_reference_cost(card: ModelCard) -> dict[str, Any] | None:
+    """FlopCounterMode's count of the model rebuilt from its bundle, when torch and the bundle are here."""
+    if "torch" not in card.artifacts or importlib.util.find_spec("torch") is None:
+        return None
+    from benchmarks.flops import count_torch
+    from train.bundle import read_bundle
+
+    model = read_bundle(card.verify_artifact("torch").parent).load_model()
+    return count_torch(model, card.preprocessing.size).to_dict()
+
+
+def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Measure everything ``opts`` asks for; returns the result document (not yet written)."""
+    from benchmarks.board import board_info, thermal_snapshot, throttle_warning
+    from benchmarks.probe import ProbeConfig, run_probe
+    from benchmarks.runtimes import runtime_versions
+    from edge_app.boards import resolve_board
+
+    opts.check()
+    profile = resolve_board(opts.board)
+    threads = opts.threads or [profile.threads]
+    plans = plan_models(opts)
+    data = _load_data(opts, plans)
+    frames = _frame_paths(opts.frames) if opts.frames else None
+
+    created = datetime.now(timezone.utc).astimezone()
+    before = thermal_snapshot(profile)
+    models, rows = [], []
+    for plan in plans:
+        card = plan.card
+        progress(f"{plan.name}: counting {', '.join(plan.formats) or 'nothing'}")
+        torch_cost = torch_reference_cost(card)
+        artifacts = {fmt: artifact_figures(card, fmt, torch_cost) for fmt in plan.formats}
+        for fmt in plan.formats:
+            for t in threads:
+                for b in opts.batch:
+                    cfg = ProbeConfig(str(card.directory), fmt, t, b, opts.warmup, opts.min_time, opts.min_runs,
+                                      timeout_s=opts.timeout)
+                    res = run_probe(cfg)
+                    row = {"model": plan.name, "architecture": card.architecture, "format": fmt, "threads": t,
+                           "batch": b, "status": res.status, "reason": res.reason, **res.figures}
+                    rows.append(row)
+                    progress(_row_line(row))
+        for fmt, why in plan.skipped.items():
+            rows.append({"model": plan.name, "architecture": card.architecture, "format": fmt, "threads": None,
+                         "batch": None, "status": "skipped", "reason": why})
+        entry: dict[str, Any] = {"name": plan.name, "dir": str(card.directory), "architecture": card.architecture,
+                                 "class_names": card.class_names, "input_size": card.preprocessing.size,
+                                 "card_created": card.created, "torch_cost": torch_cost, "artifacts": artifacts,
+                                 "skipped": plan.skipped}
+        if data is not None:
+            from benchmarks.accuracy import evaluate
+
+            progress(f"{plan.name}: accuracy on {len(data[plan.name].paths)} images")
+            entry["accuracy"] = evaluate(card, plan.formats, data[plan.name], threads=max(threads))
+        if frames is not None:
+            from benchmarks.endtoend import run_frames
+
+            progress(f"{plan.name}: end to end on {len(frames)} frames")
+            entry["end_to_end"] = run_frames(card, plan.formats, frames, threads=max(threads))
+        models.append(entry)
+    after = thermal_snapshot(profile)
+
+    return {
+        "schema": "cytoedge-bench/1",
+        "created": created.isoformat(timespec="seconds"),
+        "board": board_info(profile),
+        "environment": runtime_versions(),
+        "settings": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "models"},
+                     "models": [str(m) for m in opts.models], "threads": threads,
+                     "data_summary": next(iter(data.values())).summary if data else ""},
+        "thermal": {"before": before, "after": after, "warning": throttle_warning(before, after)},
+        "models": models,
+        "rows": rows,
+    }
+
+
+def _load_data(opts: BenchOptions, plans: list[ModelPlan]) -> dict[str, Any] | None:
+    if opts.data is None:
+        return None
+    from benchmarks.accuracy import load_labelled
+
+    cache: dict[tuple[str, ...], Any] = {}
+    out = {}
+    for plan in plans:
+        key = tuple(plan.card.class_names)
+        if key not in cache:
+            cache[key] = load_labelled(opts.data, key, opts.max_images)
+        out[plan.name] = cache[key]
+    return out
+
+
+def _frame_paths(folder: Path) -> list[Path]:
+    from train.data.sipakmed import IMAGE_SUFFIXES
+
+    if not folder.is_dir():
+        raise CytoEdgeError(f"--frames {folder} is not a folder: pass a folder of frame images")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise CytoEdgeError(f"--frames {folder} holds no images (.png, .jpg, .bmp, .tif)")
+    return paths
+
+
+def _row_line(row: dict[str, Any]) -> str:
+    head = f"{row['model']} {row['format']} threads={row['threads']} batch={row['batch']}"
+    if row["status"] != "ok":
+        return f"{head}: {row['status']} ({row['reason']})"
+    lat = row["latency"]
+    return f"{head}: p50 {lat['p50_ms']:.2f} ms, {lat['throughput_ips']:.1f} img/s"
