@@ -2,7 +2,7 @@
 
 Layout of ``--out DIR`` (default ``cytoedge-data``)::
 
-    cytoedge.sqlite          slides, runs, frames, cells (schema below, PRAGMA user_version)
+    cytoedge.sqlite          slides, runs, frames, cells, reviews (schema below, PRAGMA user_version)
     crops/<slide>/<frame>_<cell>_<class>.png   crops saved for review
 
 Every frame is one transaction (its row and all its cells, or nothing), in WAL mode
@@ -40,7 +40,7 @@ from edge_app.errors import CytoEdgeError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: slides, runs, frames, cells; 2: + reviews (the web view's review queue)
 DB_FILE = "cytoedge.sqlite"
 CROPS_DIR = "crops"
 CROP_POLICIES = ("none", "abnormal", "review", "all")  # review = abnormal + unknown
@@ -96,6 +96,19 @@ CREATE TABLE IF NOT EXISTS cells (
 );
 CREATE INDEX IF NOT EXISTS cells_by_slide ON cells (slide_id, grp);
 CREATE INDEX IF NOT EXISTS frames_by_slide ON frames (slide_id, seq);
+-- version 2: a reviewer's verdict on a cell is its own record; the model's output in cells is never changed.
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY,
+    cell_id INTEGER NOT NULL REFERENCES cells(id),
+    slide_id TEXT NOT NULL,
+    reviewer TEXT NOT NULL,         -- the name the reviewer typed
+    reviewed TEXT NOT NULL,         -- ISO 8601 UTC
+    old_label TEXT NOT NULL,        -- the model's top class
+    old_group TEXT NOT NULL,        -- the group the model gave (unknown when it rejected the cell)
+    new_label TEXT NOT NULL,        -- the reviewer's class (or not_a_cell); equal to old_label: confirmed
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS reviews_by_cell ON reviews (cell_id, id);
 """
 
 
@@ -206,11 +219,14 @@ class Store:
     def transaction(self) -> "_Transaction":
         return _Transaction(self.conn)
 
-    def close(self) -> None:
-        try:
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.DatabaseError:
-            pass  # another reader holds the WAL: it is checkpointed later
+    def close(self, checkpoint: bool = True) -> None:
+        """Close; ``checkpoint=False`` skips folding the WAL into the file (for short-lived readers such as
+        a web request, which must not stall the writer)."""
+        if checkpoint:
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.DatabaseError:
+                pass  # another reader holds the WAL: it is checkpointed later
         self.conn.close()
 
     def __enter__(self) -> "Store":
