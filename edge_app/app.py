@@ -194,7 +194,8 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
 
 def _camera_settings(opts: AppOptions, board: BoardProfile) -> CameraSettings:
     w, h = opts.camera_size or (board.camera.width, board.camera.height)
-    return CameraSettings(width=w, height=h, fps=board.camera.fps, give_up_after=opts.camera_timeout)
+    return CameraSettings(width=w, height=h, fps=board.camera.fps, give_up_after=opts.camera_timeout,
+                          controls=board.camera.controls)
 
 
 def _loop(opts: AppOptions, source: FrameSource, clf: Classifier, store: Store, display: Display,

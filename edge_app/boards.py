@@ -33,6 +33,7 @@ class CameraDefaults:
     width: int = 1280
     height: int = 960
     fps: int = 10
+    controls: dict[str, Any] = field(default_factory=dict)  # picamera2 controls (AeEnable, ExposureTime, ...)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def _profile_from_dict(d: dict[str, Any], path: Path) -> BoardProfile:
             interpreter=str(d.get("interpreter", "litert")),
             ram_gb=tuple(int(x) for x in d.get("ram_gb", ())),
             camera=CameraDefaults(source=str(cam.get("source", "cam:0")), width=int(cam.get("width", 1280)),
-                                  height=int(cam.get("height", 960)), fps=int(cam.get("fps", 10))),
+                                  height=int(cam.get("height", 960)), fps=int(cam.get("fps", 10)),
+                                  controls=dict(cam.get("controls", {}))),
             thermal_zone=str(thermal.get("zone", "")),
             throttle_command=str(thermal.get("throttle_command", "")),
             detect={k: tuple(str(s) for s in v) for k, v in d.get("detect", {}).items()},

@@ -286,7 +286,7 @@ def _opencv_opener(target: int | str, api_name: str, width: int, height: int, fp
 class _PicamCapture:
     """picamera2 as a :class:`Capture`: a 3-channel ``RGB888`` main stream (BGR byte order)."""
 
-    def __init__(self, index: int, width: int, height: int, fps: int) -> None:
+    def __init__(self, index: int, width: int, height: int, fps: int, controls: dict[str, Any]) -> None:
         try:
             from picamera2 import Picamera2
         except ImportError:
@@ -297,7 +297,7 @@ class _PicamCapture:
         try:
             config = self._cam.create_video_configuration(
                 main={"size": (width, height), "format": "RGB888"}, buffer_count=2,
-                controls={"FrameRate": fps} if fps else {})
+                controls={**({"FrameRate": fps} if fps else {}), **controls})
             self._cam.configure(config)
             self._cam.start()
         except Exception:
@@ -322,6 +322,7 @@ class CameraSettings:
     height: int = 960
     fps: int = 10
     give_up_after: float = 30.0  # seconds without a frame before a live camera is given up
+    controls: dict[str, Any] = field(default_factory=dict)  # picamera2 controls (fixed exposure, white balance)
 
 
 def _has_gstreamer() -> bool:
@@ -341,7 +342,7 @@ def open_source(spec: str, settings: CameraSettings | None = None) -> FrameSourc
     cam = settings or CameraSettings()
     if spec == "picam" or spec.startswith("picam:"):
         index = _int_after(spec, "picam:", 0)
-        return CameraSource(lambda: _PicamCapture(index, cam.width, cam.height, cam.fps), spec,
+        return CameraSource(lambda: _PicamCapture(index, cam.width, cam.height, cam.fps, cam.controls), spec,
                             give_up_after=cam.give_up_after)
     if spec.startswith("cam:"):
         index = _int_after(spec, "cam:", None)
