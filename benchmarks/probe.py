@@ -80,30 +80,18 @@ def _measure(cfg: ProbeConfig) -> dict[str, Any]:
     }
 
 
-def _max_batch(cfg: ProbeConfig) -> int:
-    from edge_app.card import load_card
-
-    try:
-        return load_card(cfg.model_dir).artifact(cfg.format).max_batch
-    except CytoEdgeError:
-        return 1
-
-
 def _child(config_path: str, result_path: str) -> int:
+    from benchmarks.runtimes import RuntimeUnavailableError
+
     cfg = ProbeConfig(**json.loads(Path(config_path).read_text(encoding="utf-8")))
     try:
         out = asdict(ProbeResult("ok", figures=_measure(cfg)))
     except CytoEdgeError as exc:
-        status = "skipped" if type(exc).__name__ == "RuntimeUnavailableError" else "failed"
+        status = "skipped" if isinstance(exc, RuntimeUnavailableError) else "failed"
         out = asdict(ProbeResult(status, " ".join(str(exc).split())))
     except Exception as exc:  # noqa: BLE001 - a runtime failing on this artifact is a result, not a crash
         first = (str(exc).strip().splitlines() or [""])[0]
-        reason = f"{type(exc).__name__}: {first}"[:500]
-        max_batch = _max_batch(cfg)
-        if cfg.batch > max_batch:
-            reason = (f"its model card says it takes batches of up to {max_batch}; batch {cfg.batch} failed "
-                      f"({reason})")
-        out = asdict(ProbeResult("failed", reason))
+        out = asdict(ProbeResult("failed", f"{type(exc).__name__}: {first}"[:500]))
     atomic_write_json(result_path, out)
     return 0
 

@@ -75,10 +75,10 @@ class TFLiteRunner(Runner):
         self.outputs = []
         for key in ("logits", "embedding"):
             spec = entry.outputs[key]
-            if spec.name in by_name:
-                self.outputs.append((by_name[spec.name]["index"], spec.quant))
-            elif 0 <= spec.index < len(details):
+            if 0 <= spec.index < len(details):  # the position first: onnx2tf renames outputs (as edge_app does)
                 self.outputs.append((details[spec.index]["index"], spec.quant))
+            elif spec.name in by_name:
+                self.outputs.append((by_name[spec.name]["index"], spec.quant))
             else:
                 raise CytoEdgeError(f"{path} has no output named {spec.name!r} (its card's {key}): "
                                     "convert the model again")

@@ -146,7 +146,7 @@ def torch_reference_cost(card: ModelCard) -> dict[str, Any] | None:
 def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Measure everything ``opts`` asks for; returns the result document (not yet written)."""
     from benchmarks.board import board_info, thermal_snapshot, throttle_warning
-    from benchmarks.probe import ProbeConfig, run_probe
+    from benchmarks.probe import ProbeConfig, ProbeResult, run_probe
     from benchmarks.runtimes import runtime_versions
     from edge_app.boards import resolve_board
 
@@ -166,11 +166,15 @@ def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
         torch_cost = torch_reference_cost(card)
         artifacts = {fmt: artifact_figures(card, fmt, torch_cost) for fmt in plan.formats}
         for fmt in plan.formats:
+            max_batch = card.artifact(fmt).max_batch
             for t in threads:
                 for b in opts.batch:
-                    cfg = ProbeConfig(str(card.directory), fmt, t, b, opts.warmup, opts.min_time, opts.min_runs,
-                                      timeout_s=opts.timeout)
-                    res = run_probe(cfg)
+                    if b > max_batch:
+                        res = ProbeResult("skipped", f"its model card says it takes at most {max_batch} image(s) per "
+                                                     "invocation (convert with a dynamic batch to measure more)")
+                    else:
+                        res = run_probe(ProbeConfig(str(card.directory), fmt, t, b, opts.warmup, opts.min_time,
+                                                    opts.min_runs, timeout_s=opts.timeout))
                     row = {"model": plan.name, "architecture": card.architecture, "format": fmt, "threads": t,
                            "batch": b, "status": res.status, "reason": res.reason, **res.figures}
                     rows.append(row)
