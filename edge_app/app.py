@@ -152,8 +152,12 @@ def _label(p: Prediction) -> str:
     return f"? {p.class_name[:12]}" if p.unknown else f"{p.class_name[:12]} {p.confidence:.2f}"
 
 
-def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
-    """Process ``opts.source`` into the store; ``on_frame`` (if given) sees each committed frame."""
+def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = None,
+        source: FrameSource | None = None) -> RunSummary:
+    """Process ``opts.source`` into the store; ``on_frame`` (if given) sees each committed frame.
+
+    ``source`` replaces ``opts.source`` with a source object already made (tests, other front ends).
+    """
     slide = check_slide_id(opts.slide or default_slide_id())
     board = resolve_board(opts.board)
     threads = opts.threads if opts.threads is not None else board.threads
@@ -166,29 +170,30 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
     log.info("model %s (%s, %s %s, %d threads) on %s", clf.card.architecture, clf.format, clf.loaded.runtime,
              clf.loaded.version, threads, board.title)
     summary = RunSummary(slide=slide, store=str(opts.out))
-    store = Store(opts.out, min_free_mb=opts.min_free_mb, crop_policy=opts.save_crops)
-    try:
-        store.open_slide(slide, clf.class_names, clf.groups)
+    if source is None:  # opened before the store, so a bad --source leaves no empty store behind
         source = open_source(opts.source or board.camera.source, _camera_settings(opts, board))
-        summary.run_id = store.start_run(
-            slide, source=source.description, model=clf.card.architecture, model_sha256=clf.entry.sha256,
-            fmt=clf.format, board=board.name, threads=threads,
-            settings={"min_confidence": opts.min_confidence, "save_crops": opts.save_crops,
-                      "finder": asdict(opts.finder)})
-        display = Display(opts.show, opts.out / "annotated" / slide if opts.save_annotated else None)
-        stopper = _Stopper(source)
-        stopper.install()
+    with source:
+        store = Store(opts.out, min_free_mb=opts.min_free_mb, crop_policy=opts.save_crops)
         try:
-            with source:
+            store.open_slide(slide, clf.class_names, clf.groups)
+            summary.run_id = store.start_run(
+                slide, source=source.description, model=clf.card.architecture, model_sha256=clf.entry.sha256,
+                fmt=clf.format, board=board.name, threads=threads,
+                settings={"min_confidence": opts.min_confidence, "save_crops": opts.save_crops,
+                          "finder": asdict(opts.finder)})
+            display = Display(opts.show, opts.out / "annotated" / slide if opts.save_annotated else None)
+            stopper = _Stopper(source)
+            stopper.install()
+            try:
                 _loop(opts, source, clf, store, display, summary, stopper, on_frame)
+            finally:
+                stopper.restore()
+                display.close()
+                summary.dropped, summary.reopened = source.stats["dropped"], source.stats["reopened"]
+                summary.crops_warning = store.crop_warning
+                store.end_run(summary.run_id, summary.to_dict())
         finally:
-            stopper.restore()
-            display.close()
-            summary.dropped, summary.reopened = source.stats["dropped"], source.stats["reopened"]
-            summary.crops_warning = store.crop_warning
-            store.end_run(summary.run_id, summary.to_dict())
-    finally:
-        store.close()
+            store.close()
     return summary
 
 

@@ -39,7 +39,7 @@ class Prediction:
     confidence: float  # softmax probability of the top class
     distance: float | None  # Euclidean distance to the nearest class centroid (None: the card has no centroids)
     unknown: bool
-    reason: str = ""  # why unknown: "far from every class" / "low confidence"
+    reason: str = ""  # why unknown: "far from every class" and/or "low confidence"
 
 
 def choose_format(card: ModelCard, fmt: str | None = None, *, allow_rejected: bool = False) -> str:
@@ -204,5 +204,5 @@ class Classifier:
             preds.append(Prediction(
                 int(k), name, UNKNOWN if (far or low) else group_of(name, self.groups), conf,
                 d if np.isfinite(d) else None, far or low,
-                "far from every class" if far else ("low confidence" if low else "")))
+                "; ".join(r for r, on in (("far from every class", far), ("low confidence", low)) if on)))
         return preds
