@@ -133,12 +133,13 @@ def _read(root: Path, rel: str) -> str:
 def machine_facts(root: str | os.PathLike[str] = "/") -> dict[str, str]:
     """What the files detection reads say: device-tree model, L4T release, CPU model, machine type."""
     r = Path(root)
-    cpu = ""
+    found: dict[str, str] = {}
     for line in _read(r, "proc/cpuinfo").splitlines():
         key, _, value = line.partition(":")
-        if key.strip().lower() in ("model name", "hardware", "model") and value.strip():
-            cpu = value.strip()
-            break
+        if value.strip():
+            found.setdefault(key.strip().lower(), value.strip())
+    # x86 lists a numeric "model" before "model name": take the name first
+    cpu = next((found[k] for k in ("model name", "hardware", "model") if k in found), "")
     tegra = _read(r, "etc/nv_tegra_release").splitlines()
     return {
         "device_tree_model": _read(r, "proc/device-tree/model"),
