@@ -121,25 +121,30 @@ def artifact_figures(card: ModelCard, fmt: str, torch_cost: dict[str, Any] | Non
         elif fmt == "onnx":
             out["cost"] = flops.count_onnx(path).to_dict()
         elif fmt == "torch":
-            out["cost"] = torch_cost
-            if torch_cost is None:
-                out["cost_error"] = "PyTorch is not installed"
+            out["cost"] = torch_cost if torch_cost and "macs" in torch_cost else None
+            out["cost_error"] = "" if out["cost"] else (torch_cost or {}).get("error", "PyTorch is not installed")
     except CytoEdgeError as exc:
         out["cost_error"] = str(exc)
-    if out["cost"] and torch_cost and torch_cost["macs"]:
+    if out["cost"] and torch_cost and torch_cost.get("macs"):
         out["crosscheck"] = {"torch_macs": torch_cost["macs"],
                              "relative_difference": out["cost"]["macs"] / torch_cost["macs"] - 1.0}
     return out
 
 
 def torch_reference_cost(card: ModelCard) -> dict[str, Any] | None:
-    """FlopCounterMode's count of the model rebuilt from its bundle, when torch and the bundle are here."""
+    """FlopCounterMode's count of the model rebuilt from its bundle, when torch and the bundle are here.
+
+    A bundle that cannot be rebuilt leaves ``{"error": why}``: the cross-check is skipped, the run goes on.
+    """
     if "torch" not in card.artifacts or importlib.util.find_spec("torch") is None:
         return None
     from benchmarks.flops import count_torch
     from train.bundle import read_bundle
 
-    model = read_bundle(card.verify_artifact("torch").parent).load_model()
+    try:
+        model = read_bundle(card.verify_artifact("torch").parent).load_model()
+    except CytoEdgeError as exc:
+        return {"error": str(exc)}
     return count_torch(model, card.preprocessing.size).to_dict()
 
 

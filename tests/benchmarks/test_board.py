@@ -62,3 +62,12 @@ def test_flags_set_before_the_run_are_reported_as_such(tmp_path):
     root = _fake_pi(tmp_path)
     snap = thermal_snapshot(prof, root, run=lambda cmd: "throttled=0x40000")
     assert "already set before the run" in throttle_warning(snap, snap)
+
+
+def test_x86_cpu_is_named_by_model_name_not_the_numeric_model_line(tmp_path):
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/cpuinfo").write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel\t\t: 1\n"
+                                           "model name\t: AMD EPYC 7B13\n")
+    prof = detect_board(tmp_path, machine="x86_64")
+    assert prof.name == "x86-workstation"
+    assert board_info(prof, tmp_path)["cpu_model"] == "AMD EPYC 7B13"
