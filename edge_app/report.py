@@ -46,7 +46,7 @@ class TriageRule:
 def triage(counts: SlideCounts, rule: TriageRule) -> tuple[str, list[str]]:
     """The verdict and the reasons that led to it.
 
-    >>> c = SlideCounts("s", "", ["a"], {}, 3, 200, {}, {"normal": 190, "abnormal": 6, "unknown": 4, "benign": 0})
+    >>> c = SlideCounts("s", "", ["a"], {}, 3, 400, {}, {"normal": 390, "abnormal": 6, "unknown": 4, "benign": 0})
     >>> triage(c, TriageRule())
     ('refer for review', ['6 abnormal cells (rule: at least 5)'])
     """

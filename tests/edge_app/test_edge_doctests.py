@@ -1,0 +1,15 @@
+"""The examples in the device runtime's docstrings run as written."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("module", ["edge_app.finder", "edge_app.display", "edge_app.report",
+                                    "benchmarks.finder_accuracy"])
+def test_docstring_examples(module):
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
