@@ -1,6 +1,6 @@
 """How fast the device pipeline is: finder, classifier, end to end, against a naive per-crop PyTorch loop.
 
-    python -m benchmarks.pipeline_speed                        # builds what it needs under bench-work/pipeline
+    python -m benchmarks.pipeline_speed                        # builds what it needs under runs/pipeline_speed
     python -m benchmarks.pipeline_speed --model models/shufflenet --frames 10 --threads 4
 
 Frames: synthetic 1280x960 slide fields with ``--cells`` cells each (the synthetic
@@ -168,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="edge-convert model folder (default: build one under --work)")
-    p.add_argument("--work", type=Path, default=Path("bench-work/pipeline"), help="frames and built model (reused)")
+    p.add_argument("--work", type=Path, default=Path("runs/pipeline_speed"),
+                   help="frames and the built model, reused by later runs (default: %(default)s)")
     p.add_argument("--frames", type=int, default=10, help="frames to measure (default: %(default)s)")
     p.add_argument("--cells", type=int, default=30, help="cells per synthetic frame (default: %(default)s)")
     p.add_argument("--threads", type=int, help="interpreter and torch threads (default: the board profile's)")

@@ -1,6 +1,7 @@
 """The cell finder: whole cells (cytoplasm) on bright-field Pap frames, with OpenCV only.
 
-Steps: shrink the frame to ``work_width`` (a 4K frame is found at 640 px wide) ->
+Steps: shrink the frame to ``work_width`` (a 4K frame is found at 640 px wide;
+:func:`shrink`) ->
 estimate the background (the slide's uneven illumination) at 1/8 of that and take
 each pixel's absorbance against it (its largest drop over the three channels) ->
 hysteresis threshold (regions above the background noise that hold a part above
@@ -156,6 +157,27 @@ def _same_cell(dist: np.ndarray, a: tuple[int, int, float], b: tuple[int, int, f
     return float(dist[ys, xs].min()) >= neck * min(ra, rb)
 
 
+def shrink(image: np.ndarray, width: int) -> np.ndarray:
+    """``image`` reduced to at most ``width`` pixels wide, fast at any ratio.
+
+    OpenCV's area averaging is quick for exact halving and slow for other ratios
+    (2028 -> 640 px: ~40 ms on a 2-core x86 against ~1 ms here), so: halve with
+    ``INTER_AREA`` while the image is at least twice too wide, then one
+    ``INTER_LINEAR`` step for the remaining factor (< 2, so little aliasing).
+
+    >>> shrink(np.zeros((1520, 2028, 3), np.uint8), 640).shape
+    (480, 640, 3)
+    """
+    import cv2
+
+    while image.shape[1] >= 2 * width:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    h, w = image.shape[:2]
+    if w > width:
+        image = cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_LINEAR)
+    return image
+
+
 def _regions(mask: np.ndarray, min_radius: float, neck: float, split: bool,
              min_area: float) -> list[tuple[np.ndarray, int, int]]:
     """One (local mask, x offset, y offset) per cell; touching cells are split between their peaks.
@@ -200,10 +222,9 @@ def find_cells(frame: np.ndarray, cfg: FinderConfig | None = None) -> list[Detec
     cfg = cfg or FinderConfig()
     image = as_bgr_uint8(frame)
     H, W = image.shape[:2]
-    scale = min(1.0, cfg.work_width / W)
-    small = image if scale == 1.0 else cv2.resize(image, (round(W * scale), round(H * scale)),
-                                                  interpolation=cv2.INTER_AREA)
+    small = shrink(image, cfg.work_width)
     h, w = small.shape[:2]
+    scale = w / W
     min_area, max_area = cfg.min_area * h * w, cfg.max_area * h * w
     min_radius = max(2.0, 0.35 * np.sqrt(min_area / np.pi))
     mask = foreground_mask(small, cfg, cell_px=int(cfg.background * w))
