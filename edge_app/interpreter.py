@@ -50,13 +50,13 @@ def interpreter_class(prefer: str | None = None) -> tuple[str, Callable[..., Any
         except Exception as exc:  # tflite-runtime under numpy 2 raises AttributeError/ImportError
             why.append(f"{name}: {type(exc).__name__}")
             continue
-        return name, obj, _version(name, module_name)
+        return name, obj, _version(name)
     raise InterpreterUnavailableError(
         f"no TFLite interpreter could be imported ({'; '.join(why)}): install one with "
         "'pip install ai-edge-litert' (or 'pip install -e .[edge]')")
 
 
-def _version(runtime: str, module_name: str) -> str:
+def _version(runtime: str) -> str:
     from importlib import metadata
 
     dist = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime", "tensorflow": "tensorflow"}[runtime]
