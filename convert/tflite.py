@@ -1,0 +1,123 @@
+"""ONNX -> TFLite through onnx2tf's Python API, offline, with its output kept in a log file.
+
+onnx2tf (1.29.24, ENV.md) prints hundreds of lines, may ``sys.exit(1)`` from inside
+``convert()``, downloads a sample file unless it sits in the current working
+directory, and runs ``onnxsim`` as a subprocess found on ``PATH``. :func:`run_onnx2tf`
+therefore runs it inside the work folder, with the interpreter's ``bin/`` first on
+``PATH``, and file descriptors 1 and 2 (and ``sys.stdout``/``sys.stderr``) sent to
+``onnx2tf.log``; any failure becomes one :class:`~convert.errors.StageError` naming
+the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+from convert.calibration import ONNX2TF_SAMPLE_FILE, Calibration
+from convert.errors import StageError
+from convert.onnx_export import INPUT_NAME
+
+LOG_FILE = "onnx2tf.log"
+
+
+@contextlib.contextmanager
+def captured_output(log: Path) -> Iterator[None]:
+    """Send everything written to fds 1/2 (C++ logs, subprocesses) and sys.stdout/err to ``log``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(log, "ab", buffering=0) as fh:
+        saved = [os.dup(1), os.dup(2)]
+        text = open(fh.fileno(), "w", closefd=False, encoding="utf-8", errors="replace")
+        try:
+            os.dup2(fh.fileno(), 1)
+            os.dup2(fh.fileno(), 2)
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield
+        finally:
+            text.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+@contextlib.contextmanager
+def offline_workdir(work: Path) -> Iterator[None]:
+    """cwd = ``work`` (where onnx2tf looks for its sample file) and this interpreter's bin/ first on PATH."""
+    old_path = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), old_path])
+    try:
+        with contextlib.chdir(work):
+            yield
+    finally:
+        os.environ["PATH"] = old_path
+
+
+def _tail(log: Path, lines: int = 400) -> list[str]:
+    try:
+        return log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def _reason(log: Path) -> str:
+    """The most telling line of an onnx2tf log (its ERROR lines, else the last exception)."""
+    import re
+
+    strip = re.compile(r"\x1b\[[0-9;]*m")
+    lines = [strip.sub("", ln).strip() for ln in _tail(log)]
+    errors = [ln for ln in lines if ln.startswith("ERROR:") and "https://" not in ln]
+    if errors:
+        return errors[0].removeprefix("ERROR:").strip()
+    excs = [ln for ln in lines if re.match(r"^[A-Za-z_.]+(Error|Exception)\b", ln)]
+    return excs[-1] if excs else "see the log"
+
+
+def run_onnx2tf(onnx_path: Path, work: Path, calibration: Calibration | None) -> dict[str, Path]:
+    """Convert ``onnx_path``; returns ``{"tflite-fp32": path, "tflite-int8": path}`` (int8 with calibration).
+
+    Raises :class:`StageError` ("onnx2tf") if onnx2tf fails, exits, would download, or writes no file.
+    """
+    out = work / "onnx2tf"
+    log = work / LOG_FILE
+    if out.exists():
+        shutil.rmtree(out)
+    if not (work / ONNX2TF_SAMPLE_FILE).is_file():
+        raise StageError("onnx2tf", f"{ONNX2TF_SAMPLE_FILE} is missing from {work}: onnx2tf would download it")
+    kwargs = dict(input_onnx_file_path=str(onnx_path), output_folder_path=str(out), non_verbose=True,
+                  copy_onnx_input_output_names_to_tflite=True)
+    if calibration is not None:
+        # full-integer quantisation calibrated on our images only; uint8 input for pixels, int8 otherwise
+        in_dtype = "uint8" if calibration.record.get("space") == "pixels" else "int8"
+        kwargs.update(output_integer_quantized_tflite=True, input_quant_dtype=in_dtype, output_quant_dtype="int8",
+                      custom_input_op_name_np_data_path=[calibration.onnx2tf_arg(INPUT_NAME)])
+    try:
+        with offline_workdir(work), captured_output(log):
+            if shutil.which("onnxsim") is None:
+                raise StageError("onnx2tf", "the onnxsim command is not on PATH: install the [convert] extra", log)
+            import onnx2tf  # TensorFlow's import noise goes to the log too
+
+            onnx2tf.convert(**kwargs)
+    except StageError:
+        raise
+    except SystemExit as exc:  # onnx2tf calls sys.exit(1) on errors
+        raise StageError("onnx2tf", f"onnx2tf stopped (exit {exc.code}): {_reason(log)}", log) from None
+    except Exception as exc:  # noqa: BLE001 - any onnx2tf failure is this stage's failure
+        with open(log, "a", encoding="utf-8") as fh:  # the trace belongs in the log, not on the terminal
+            traceback.print_exception(exc, file=fh)
+        raise StageError("onnx2tf", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else _reason(log)}",
+                         log) from None
+    stem = onnx_path.stem  # onnx2tf names its files <stem>_float32.tflite, <stem>_full_integer_quant.tflite, ...
+    found = {"tflite-fp32": out / f"{stem}_float32.tflite"}
+    if calibration is not None:
+        found["tflite-int8"] = out / f"{stem}_full_integer_quant.tflite"
+    missing = [p.name for p in found.values() if not p.is_file()]
+    if missing:
+        raise StageError("onnx2tf", f"onnx2tf wrote no {', '.join(missing)}: {_reason(log)}", log)
+    return found
