@@ -1,0 +1,109 @@
+"""Model card and artifact metadata: what the device and the benchmark read about each file."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from edge_app.atomic import atomic_write_bytes, sha256_file
+from edge_app.card import SCHEMA_VERSION, ArtifactEntry, ModelCard, TensorSpec, describe_artifact
+from edge_app.classes import default_groups
+from edge_app.formats import get_format
+
+TOOLS = ("cytoedge", "torch", "torchvision", "timm", "onnx", "onnxruntime", "onnxsim", "onnx2tf", "tensorflow",
+         "ai-edge-litert", "numpy", "opencv-python")
+BUNDLE_FILES = ("weights.pt", "bundle.json", "split.json")
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the tools that shaped the artifacts (absent ones are left out)."""
+    found = {}
+    for name in TOOLS:
+        try:
+            found[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def source_record(bundle: Any) -> dict[str, Any]:
+    """Where the model came from: the bundle folder, its hashes, fold and training metrics."""
+    meta = bundle.path("bundle.json")
+    return {
+        "bundle": str(Path(bundle.directory).resolve()),
+        "bundle_json_sha256": sha256_file(meta),
+        "weights_sha256": sha256_file(bundle.path("weights.pt")),
+        "fold": bundle.fold,
+        "folds": bundle.folds,
+        "created": bundle.created,
+        "threshold_quantile": bundle.threshold_quantile,
+        "training_metrics": bundle.metrics,
+        "training_centroid_threshold": bundle.threshold,
+    }
+
+
+def onnx_metadata(bundle: Any, source: dict[str, Any], space: str, created: str) -> dict[str, str]:
+    """The essentials carried inside every ONNX file (``metadata_props``): enough to use it without the card."""
+    spec = bundle.preprocessing
+    return {
+        "cytoedge.card_schema_version": str(SCHEMA_VERSION),
+        "architecture": bundle.architecture,
+        "class_names": json.dumps(bundle.class_names),
+        "class_groups": json.dumps(bundle.class_groups or default_groups(bundle.class_names)),
+        "embedding_dim": str(bundle.embedding_dim),
+        "input_size": str(spec.size),
+        "preprocessing": json.dumps(spec.to_dict()),
+        "mean": json.dumps(list(spec.mean)),
+        "std": json.dumps(list(spec.std)),
+        "input_space": space,
+        "outputs": "logits,embedding",
+        "bundle_json_sha256": source["bundle_json_sha256"],
+        "weights_sha256": source["weights_sha256"],
+        "created": created,
+        "cytoedge_version": tool_versions().get("cytoedge", ""),
+    }
+
+
+def copy_bundle(bundle: Any, out: Path) -> Path:
+    """Copy weights.pt, bundle.json (and split.json) into ``out/bundle/`` so the torch row runs from the model folder."""
+    dest = out / "bundle"
+    for name in BUNDLE_FILES:
+        src = bundle.path(name)
+        if src.is_file():
+            atomic_write_bytes(dest / name, src.read_bytes())
+    return dest / "weights.pt"
+
+
+def torch_like_specs(bundle: Any, batch: int) -> tuple[TensorSpec, dict[str, TensorSpec]]:
+    """NCHW float specs of the PyTorch model and the ONNX file (``batch`` -1 where dynamic)."""
+    s = bundle.preprocessing.size
+    inp = TensorSpec(name="input", shape=[batch, 3, s, s], layout="NCHW", space="normalized", index=0)
+    outs = {"logits": TensorSpec(name="logits", shape=[batch, bundle.num_classes], index=0),
+            "embedding": TensorSpec(name="embedding", shape=[batch, bundle.embedding_dim], index=1)}
+    return inp, outs
+
+
+def artifact_entry(fmt: str, out: Path, inp: TensorSpec, outputs: dict[str, TensorSpec], max_batch: int,
+                   score: Any) -> ArtifactEntry:
+    """One card entry: file, hash and size, I/O specs, this artifact's centroids/threshold, validation, status."""
+    rel = get_format(fmt).file
+    sha, size = describe_artifact(out / rel)
+    return ArtifactEntry(format=fmt, file=rel, sha256=sha, size_bytes=size, input=inp, outputs=outputs,
+                         max_batch=max_batch, centroids=[[float(v) for v in c] for c in score.centroids],
+                         threshold=float(score.threshold), validation=dict(score.metrics),
+                         status=score.status, status_reason=score.status_reason)
+
+
+def build_card(bundle: Any, artifacts: dict[str, ArtifactEntry], source: dict[str, Any],
+               validation: dict[str, Any], created: str) -> ModelCard:
+    return ModelCard(architecture=bundle.architecture, class_names=list(bundle.class_names),
+                     class_groups=dict(bundle.class_groups), preprocessing=bundle.preprocessing,
+                     embedding_dim=bundle.embedding_dim, artifacts=artifacts, source=source,
+                     validation=validation, tools=tool_versions(), created=created)
