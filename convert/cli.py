@@ -1,21 +1,60 @@
-"""``edge-convert``: bundle -> ONNX -> TFLite fp32 + int8 with a model card."""
+"""``edge-convert``: checkpoint bundle -> ONNX -> TFLite fp32 (+ calibrated int8), validated, with a model card.
+
+Writes into OUT: model.onnx, model_fp32.tflite, model_int8.tflite (with --int8),
+bundle/ (the PyTorch weights, for the benchmark's torch row), logs/onnx2tf.log and
+model_card.json. Exit status: 0 all artifacts pass, 2 bad input or a failed stage,
+3 an artifact failed the accuracy gate (the card is written and marks it rejected).
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
+from convert.calibration import MIN_CALIB_IMAGES
+from convert.pipeline import ConvertOptions, convert_bundle  # light: heavy imports happen inside convert_bundle
 from edge_app.clitools import run_cli
-from edge_app.errors import CytoEdgeError
 
 
 def get_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="edge-convert", description=__doc__)
+    d = ConvertOptions()  # the defaults live in the dataclass only; the help text reads them from there
+    p = argparse.ArgumentParser(prog="edge-convert", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help="a fold folder written by edge-train (bundle.json, weights.pt, split.json)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="model folder to write (created if missing)")
+    p.add_argument("--int8", action="store_true", help="also write model_int8.tflite: full-integer, calibrated on training images")
+    p.add_argument("--calib-images", type=int, default=d.calib_images, metavar="N",
+                   help=f"calibration images from the training split, stratified over classes "
+                        f"(default {d.calib_images}, minimum {MIN_CALIB_IMAGES})")
+    p.add_argument("--val", type=Path, default=None, metavar="DATA",
+                   help="validate on this SIPaKMeD/ImageFolder tree instead of the bundle's validation split")
+    p.add_argument("--max-drop", type=float, default=d.max_drop, metavar="PP",
+                   help=f"accuracy points an artifact may lose against PyTorch before it is rejected (default {d.max_drop:g})")
+    p.add_argument("--tflite-input", choices=("pixels", "normalized"), default=d.tflite_input,
+                   help="what the TFLite files take: 0..255 pixels with the normalisation inside the model, or "
+                        f"normalised floats (default {d.tflite_input})")
+    p.add_argument("--fixed-batch", action="store_true",
+                   help="TFLite with a fixed batch of 1 (default: batch-dynamic, checked up to --max-batch)")
+    p.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N",
+                   help=f"crops per invocation checked and recorded in the card (default {d.max_batch})")
+    p.add_argument("--fit-images", type=int, default=None, metavar="N",
+                   help="training images for each artifact's centroids and threshold (default: all)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="interpreter threads in validation (default: all cores)")
+    p.add_argument("--keep-work", action="store_true", help="keep OUT/work (ONNX sources, onnx2tf output, calibration array)")
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> ConvertOptions:
+    return ConvertOptions(int8=args.int8, calib_images=args.calib_images, val_data=args.val, max_drop=args.max_drop,
+                          tflite_input=args.tflite_input, dynamic_batch=not args.fixed_batch, max_batch=args.max_batch,
+                          fit_images=args.fit_images, threads=args.threads, keep_work=args.keep_work)
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    get_parser().parse_args(argv)
-    raise CytoEdgeError("edge-convert is not built yet (issue #3)")
+    args = get_parser().parse_args(argv)
+    convert_bundle(args.bundle, args.out, options_from_args(args))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,242 @@
+"""``convert_bundle``: checkpoint bundle -> ONNX -> TFLite fp32 (+ calibrated int8) -> validation -> model card.
+
+>>> from convert.pipeline import ConvertOptions
+>>> ConvertOptions(int8=True).calib_images
+200
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from convert.calibration import DEFAULT_CALIB_IMAGES, SPACES, select_calibration, write_calibration, write_sample_file
+from convert.errors import AccuracyGateError, ConvertError
+from edge_app.atomic import atomic_write_bytes
+from edge_app.card import CARD_FILE, ModelCard, write_card
+from edge_app.formats import FORMATS, get_format
+
+
+@dataclass
+class ConvertOptions:
+    """Everything ``edge-convert`` can be told; the CLI maps its flags onto this once."""
+
+    int8: bool = False  # also write the full-integer model, calibrated on the bundle's training images
+    calib_images: int = DEFAULT_CALIB_IMAGES  # calibration images, stratified over classes (minimum 20)
+    val_data: Path | None = None  # validate on this data folder instead of the bundle's validation split
+    max_drop: float = 1.0  # accuracy points an artifact may lose against PyTorch before it is rejected
+    tflite_input: str = "pixels"  # TFLite input: "pixels" (0..255, normalisation inside) or "normalized"
+    dynamic_batch: bool = True  # TFLite with a resizable batch, so the device classifies a frame's crops at once
+    max_batch: int = 32  # crops per invocation checked at conversion and recorded in the card
+    fit_images: int | None = None  # training images for each artifact's centroids/threshold (None: all)
+    threads: int | None = None  # interpreter threads during validation (None: all cores)
+    keep_work: bool = False  # keep the work folder (ONNX sources, onnx2tf output, calibration array)
+    seed: int = 0  # picks the stratified calibration / fitting subsets
+
+    def check(self) -> None:
+        if self.tflite_input not in SPACES:
+            raise ConvertError(f"--tflite-input {self.tflite_input!r} is not one of {', '.join(SPACES)}")
+        if not math.isfinite(self.max_drop):
+            raise ConvertError(f"--max-drop must be a finite number of accuracy points, got {self.max_drop}")
+        if self.max_batch < 1:
+            raise ConvertError(f"--max-batch must be at least 1, got {self.max_batch}")
+        if self.fit_images is not None and self.fit_images < 1:
+            raise ConvertError(f"--fit-images must be at least 1, got {self.fit_images}")
+        if self.val_data is not None and not Path(self.val_data).is_dir():
+            raise ConvertError(f"--val {self.val_data} is not a folder: pass a SIPaKMeD or ImageFolder tree")
+
+
+class Stages:
+    """Times each stage and prints one line per stage: name, time, what it wrote (STYLE.md 7)."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log, self.times = log, {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[list[str]]:
+        notes: list[str] = []
+        t0 = time.perf_counter()
+        try:
+            yield notes
+        except BaseException:
+            self.log(f"  {name:<10} failed after {time.perf_counter() - t0:.1f} s")
+            raise
+        self.times[name] = round(time.perf_counter() - t0, 2)
+        self.log(f"  {name:<10} {self.times[name]:6.1f} s  {'; '.join(notes)}")
+
+
+def _mb(path: Path) -> str:
+    return f"{path.name} {path.stat().st_size / 1e6:.2f} MB"
+
+
+def _prepare_out(out: Path) -> Path:
+    """Make ``out``; remove our previous card and artifacts first so a half-finished folder has no card."""
+    if out.exists() and not out.is_dir():
+        raise ConvertError(f"--out {out} is a file: pass a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in [CARD_FILE, *(f.file for f in FORMATS.values())]:
+        (out / name).unlink(missing_ok=True)
+    work = out / "work"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir()
+    return work
+
+
+def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOptions | None = None,
+                   log: Callable[[str], None] = print) -> ModelCard:
+    """Convert one checkpoint bundle into ``out_dir``; returns the written card.
+
+    Raises :class:`~convert.errors.AccuracyGateError` (exit code 3) after writing the card
+    when an artifact fails the accuracy gate; other problems raise a typed
+    :class:`~convert.errors.ConvertError` (or the bundle's ``BundleError``) before anything is written.
+    """
+    from convert import card_writer as cw
+    from convert import samples
+    from convert.onnx_export import compare_with_torch, export_module, export_onnx
+    from convert.runners import OnnxRunner, TfliteRunner, TorchRunner, batch_difference, normalized
+    from convert.tflite import LOG_FILE, run_onnx2tf
+    from convert.validate import apply_gate, format_table, score
+    from train.bundle import read_bundle
+
+    opts = opts or ConvertOptions()
+    opts.check()
+    bundle = read_bundle(bundle_dir)
+    spec, k, names = bundle.preprocessing, bundle.num_classes, bundle.class_names
+    split = bundle.read_split()
+    train = samples.split_images(split, "train", k)
+    val = samples.folder_images(Path(opts.val_data), names) if opts.val_data else samples.split_images(split, "val", k)
+    calib_set = select_calibration(train, opts.calib_images, k, opts.seed) if opts.int8 else None
+    fit = train if opts.fit_images is None else samples.stratified(train, min(opts.fit_images, len(train)), k, opts.seed)
+
+    out = Path(out_dir)
+    work = _prepare_out(out)
+    stage = Stages(log)
+    created = cw.now_iso()
+    log(f"edge-convert: {bundle.architecture} ({k} classes, {spec.size}x{spec.size}) from {bundle.directory} -> {out}")
+
+    with stage("read") as note:
+        net = bundle.load_model()
+        val_crops, fit_crops = samples.load_crops(val, spec), samples.load_crops(fit, spec)
+        calib_crops = samples.load_crops(calib_set, spec) if calib_set is not None else None
+        note.append(f"{len(val)} validation images ({val.source}), {len(fit)} training images for centroids"
+                    + (f", {len(calib_set)} for calibration" if calib_set is not None else ""))
+
+    source = cw.source_record(bundle)
+    with stage("onnx") as note:
+        onnx_path = work / "model.onnx"
+        export_onnx(net, spec, onnx_path, space="normalized", dynamic_batch=False,
+                    metadata=cw.onnx_metadata(bundle, source, "normalized", created))
+        probe = normalized(val_crops[:2], spec).transpose(0, 3, 1, 2).copy()
+        err = compare_with_torch(net, onnx_path, probe)
+        note.append(f"{_mb(onnx_path)}, ONNX Runtime vs PyTorch max diff {err:.2g}")
+        tfl_src = onnx_path
+        if opts.tflite_input != "normalized" or opts.dynamic_batch:
+            tfl_src = work / "tflite_source.onnx"
+            in_shape = export_onnx(net, spec, tfl_src, space=opts.tflite_input, dynamic_batch=opts.dynamic_batch,
+                                   metadata=cw.onnx_metadata(bundle, source, opts.tflite_input, created))
+            src_probe = val_crops[:2].astype("float32").transpose(0, 3, 1, 2).copy() \
+                if opts.tflite_input == "pixels" else probe
+            compare_with_torch(export_module(net, spec, opts.tflite_input), tfl_src, src_probe)
+            note.append(f"TFLite source: {opts.tflite_input} input, "
+                        + ("batch-dynamic" if isinstance(in_shape[0], str) else f"batch {in_shape[0]}"))
+        else:
+            in_shape = [1, 3, spec.size, spec.size]
+
+    calibration = None
+    if calib_crops is not None:
+        with stage("calibrate") as note:
+            calibration = write_calibration(calib_crops, calib_set, names, spec, opts.tflite_input,
+                                            [1, *in_shape[1:]], work)
+            per = ", ".join(str(c) for c in calibration.record["per_class"].values())
+            note.append(f"{calibration.path.name}: {calibration.count} training images ({per} per class)")
+    write_sample_file(calib_crops if calib_crops is not None else fit_crops, work)
+
+    with stage("tflite") as note:
+        tfl = run_onnx2tf(tfl_src, work, calibration)
+        note.append(", ".join(_mb(p) for p in tfl.values()) + f" (onnx2tf log: {work / LOG_FILE})")
+
+    # artifacts into the model folder (atomic per file), the bundle copy for the torch row
+    produced = {"onnx": onnx_path, **tfl}
+    for fmt, src in produced.items():
+        atomic_write_bytes(out / get_format(fmt).file, src.read_bytes())
+    cw.copy_bundle(bundle, out)
+
+    threads = opts.threads or os.cpu_count() or 1
+    scores, specs, batch_info = {}, {}, {}
+    with stage("validate") as note:
+        torch_runner = TorchRunner(net, spec)
+        scores["torch"] = score("torch", torch_runner, val_crops, val.labels, fit_crops, fit.labels, k,
+                                bundle.threshold_quantile, None)
+        ref = scores["torch"].logits
+        specs["torch"] = (*cw.torch_like_specs(bundle, -1), opts.max_batch)
+        scores["onnx"] = score("onnx", OnnxRunner(out / get_format("onnx").file, spec, threads), val_crops, val.labels,
+                               fit_crops, fit.labels, k, bundle.threshold_quantile, ref)
+        specs["onnx"] = (*cw.torch_like_specs(bundle, 1), 1)
+        for fmt in tfl:
+            runner = TfliteRunner(out / get_format(fmt).file, spec, k, bundle.embedding_dim, opts.tflite_input,
+                                  threads, batch=opts.max_batch)
+            max_batch = 1
+            if runner.dynamic and opts.max_batch > 1:
+                probe_n = min(len(val_crops), opts.max_batch)
+                diff = batch_difference(runner, val_crops[:probe_n], probe_n)
+                max_batch = opts.max_batch if diff <= 1.0 else 1
+                batch_info[fmt] = {"dynamic": True, "checked_batch": probe_n, "max_difference_in_output_steps": diff,
+                                   "max_batch": max_batch}
+            runner.batch = max_batch
+            scores[fmt] = score(fmt, runner, val_crops, val.labels, fit_crops, fit.labels, k,
+                                bundle.threshold_quantile, ref)
+            specs[fmt] = (runner.input, runner.outputs, max_batch)
+        rejected = apply_gate(scores, opts.max_drop)
+        note.append(f"{len(val)} images x {len(scores)} artifacts")
+    log("")
+    for line in format_table(scores).splitlines():
+        log("  " + line)
+    log("")
+
+    artifacts = {fmt: cw.artifact_entry(fmt, out, *specs[fmt], scores[fmt]) for fmt in
+                 [f for f in FORMATS if f in scores]}
+    validation = {
+        "data": val.source,
+        "n_images": len(val),
+        "fit": {"source": fit.source, "images": len(fit), "quantile": bundle.threshold_quantile},
+        "reference": "torch",
+        "table": {fmt: s.metrics for fmt, s in scores.items()},
+        "calibration": calibration.record if calibration else None,
+        "gate": {"max_drop_points": opts.max_drop, "rejected": rejected},
+        "batching": batch_info,
+        "tflite_input": opts.tflite_input,
+        "timings_s": dict(stage.times),
+        "options": {k_: (str(v) if isinstance(v, Path) else v) for k_, v in asdict(opts).items()},
+    }
+    card = cw.build_card(bundle, artifacts, source, validation, created)
+    card_file = write_card(card, out)
+    card.directory = out
+    _finish_work(work, out, opts.keep_work)
+    total = sum(stage.times.values())
+    log(f"  wrote {card_file} ({len(artifacts)} artifacts) in {total:.1f} s")
+    if rejected:
+        raise AccuracyGateError(f"{'; '.join(rejected)}; the card marks it rejected: calibrate with more images "
+                                "(--calib-images) or deploy tflite-fp32", card)
+    return card
+
+
+def _finish_work(work: Path, out: Path, keep: bool) -> None:
+    """Keep onnx2tf's log beside the card; drop the work folder unless asked to keep it."""
+    from convert.tflite import LOG_FILE
+
+    if (work / LOG_FILE).is_file():
+        (out / "logs").mkdir(exist_ok=True)
+        shutil.copyfile(work / LOG_FILE, out / "logs" / LOG_FILE)
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+__all__ = ["ConvertOptions", "convert_bundle"]
