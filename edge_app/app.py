@@ -53,6 +53,7 @@ class AppOptions:
     min_free_mb: float = 200.0  # stop saving crops below this much free disk
     camera_timeout: float = 30.0  # seconds without a frame before a live camera is given up
     camera_size: tuple[int, int] | None = None  # None: the board profile's camera size
+    max_fps: float | None = None  # None: as fast as frames come; else at most this many frames/s (replay at camera pace)
     min_frame_side: int = 32  # smaller frames are skipped
     max_frame_side: int = 8192  # larger frames are skipped (4K is 3840)
     finder: FinderConfig = field(default_factory=FinderConfig)
@@ -165,6 +166,8 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
         raise CytoEdgeError(f"--threads must be >= 1, got {threads}")
     if opts.max_frames is not None and opts.max_frames < 1:
         raise CytoEdgeError(f"--max-frames must be >= 1, got {opts.max_frames}")
+    if opts.max_fps is not None and not opts.max_fps > 0:
+        raise CytoEdgeError(f"--max-fps must be > 0, got {opts.max_fps}")
     clf = Classifier(opts.model, opts.fmt, threads=threads, min_confidence=opts.min_confidence,
                      prefer=board.interpreter, allow_rejected=opts.allow_rejected)
     log.info("model %s (%s, %s %s, %d threads) on %s", clf.card.architecture, clf.format, clf.loaded.runtime,
@@ -255,8 +258,9 @@ def _loop(opts: AppOptions, source: FrameSource, clf: Classifier, store: Store, 
             t["display"] = (time.perf_counter() - t4) * 1e3
         for k, v in t.items():
             summary.stage_ms[k] += v
-        if on_frame is not None:
-            on_frame({"seq": seq - 1, "name": frame.name, "cells": cells, "status": status, "timings": t})
+        if on_frame is not None:  # the web view keeps a reference to image: it is not reused after this
+            on_frame({"seq": seq - 1, "name": frame.name, "cells": cells, "status": status, "timings": t,
+                      "slide": summary.slide, "image": image, "labels": [_label(p) for p in preds], "fps": fps})
         now = time.perf_counter()
         if not source.live or now - last_log >= 2.0:
             groups = Counter(c.group for c in cells)
@@ -270,6 +274,8 @@ def _loop(opts: AppOptions, source: FrameSource, clf: Classifier, store: Store, 
         if opts.max_frames is not None and summary.frames_done >= opts.max_frames:
             summary.stopped_by = f"--max-frames {opts.max_frames}"
             break
+        if opts.max_fps:  # a signal calls source.stop(), which ends this wait at once
+            source._stop.wait(max(0.0, 1.0 / opts.max_fps - (time.perf_counter() - t0)))
     summary.seconds = time.perf_counter() - start
     if stopper.reason:
         summary.stopped_by = stopper.reason
