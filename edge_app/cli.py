@@ -3,6 +3,9 @@
     edge-app --model models/shufflenet --source FRAMES_DIR --slide demo
     edge-app report --slide demo [--format md|json|csv] [-o FILE]
     edge-app boards                 # the board profiles and the detected board
+    edge-app --model M --source S --slide demo --web    # the same, watched in a browser
+    edge-app serve --out cytoedge-data                  # browse results and review crops
+    edge-app export-reviews --out cytoedge-data --to reviewed/   # reviewed crops for edge-train --data
 """
 
 from __future__ import annotations
@@ -12,9 +15,15 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_app.clitools import run_cli
 from edge_app.errors import CytoEdgeError
+
+if TYPE_CHECKING:
+    from edge_app.app import AppOptions, RunSummary
+    from edge_app.web.live import LiveState
+    from edge_app.web.server import WebServer
 
 DEFAULT_OUT = Path("cytoedge-data")
 
@@ -44,7 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-app", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Find the cells in microscope frames, classify each on-device, keep a per-slide record.",
-        epilog="Also: 'edge-app report --slide ID' (the slide report) and 'edge-app boards' (board profiles).\n"
+        epilog="Also: 'edge-app report --slide ID' (the slide report), 'edge-app boards' (board profiles),\n"
+               "'edge-app serve' (the web view without capture), 'edge-app export-reviews' (reviewed crops).\n"
                "A screening aid, not a diagnosis.")
     p.add_argument("--model", type=Path, required=True, help="model folder written by edge-convert (model_card.json)")
     p.add_argument("--source", default="",
@@ -70,6 +80,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-timeout", type=_positive_float, default=30.0,
                    help="seconds without a frame before a camera is given up (default: %(default)s)")
     p.add_argument("--camera-size", type=_size, help="camera resolution WIDTHxHEIGHT (default: the board's)")
+    p.add_argument("--max-fps", type=float,
+                   help="process at most this many frames per second (e.g. replay files at camera pace)")
+    w = p.add_argument_group("web view")
+    w.add_argument("--web", action="store_true",
+                   help="serve the live page, slide reports and review queue while capturing; stays up after "
+                        "the source ends until Ctrl-C")
+    _add_web_options(w)
     g = p.add_argument_group("cell finder")
     g.add_argument("--min-cell-area", type=float, default=fc.min_area,
                    help="smallest cell, as a fraction of the frame area (default: %(default)s)")
@@ -109,6 +126,36 @@ def get_report_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_web_options(g: argparse._ActionsContainer) -> None:
+    g.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this machine only; any other needs a token)")
+    g.add_argument("--port", type=int, default=8080, help="port (default: %(default)s; 0: any free port)")
+    g.add_argument("--token", help="access token (default: none on 127.0.0.1, else generated and printed)")
+
+
+def _add_store_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", "--store", dest="out", type=Path, default=DEFAULT_OUT,
+                   help="store folder written by edge-app (default: %(default)s)")
+
+
+def get_serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-app serve",
+                                description="The web view of a store without capturing: slides, reports, review queue.")
+    _add_store_option(p)
+    _add_web_options(p)
+    return p
+
+
+def get_export_reviews_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-app export-reviews",
+                                description="Write the reviewed crops as an ImageFolder tree (one folder per class) "
+                                            "that 'edge-train --data DIR' reads.")
+    _add_store_option(p)
+    p.add_argument("--to", type=Path, required=True,
+                   help="folder to write (new, empty, or an earlier export, which is replaced)")
+    return p
+
+
 def get_boards_parser() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog="edge-app boards", description="List board profiles and the detected board.")
 
@@ -134,8 +181,14 @@ def _run(argv: Sequence[str]) -> int:
                       board=a.board, min_confidence=a.min_confidence, allow_rejected=a.allow_rejected,
                       max_frames=a.max_frames, show=a.show, save_annotated=a.save_annotated, save_crops=a.save_crops,
                       min_free_mb=a.min_free_mb, camera_timeout=a.camera_timeout, camera_size=a.camera_size,
-                      finder=finder)
-    s = run(opts)
+                      max_fps=a.max_fps, finder=finder)
+    if a.web:
+        return _run_with_web(a, opts)
+    _print_summary(run(opts))
+    return 0
+
+
+def _print_summary(s: "RunSummary") -> None:
     groups = ", ".join(f"{g} {s.per_group.get(g, 0)}" for g in ("normal", "benign", "abnormal", "unknown"))
     skipped = sum(s.skipped.values())
     converted = ", ".join(f"{k} {v}" for k, v in s.converted.items())
@@ -146,6 +199,60 @@ def _run(argv: Sequence[str]) -> int:
     if s.crops_warning:
         print(f"warning: {s.crops_warning}")
     print(f"store: {Path(s.store) / 'cytoedge.sqlite'}; report: edge-app report --slide {s.slide} --out {s.store}")
+
+
+def _web_server(a: argparse.Namespace, live: "LiveState | None" = None) -> "WebServer":
+    from edge_app.web.app import WebConfig
+    from edge_app.web.security import resolve_token
+    from edge_app.web.server import WebServer
+
+    return WebServer(WebConfig(store=a.out, token=resolve_token(a.host, a.token), live=live), a.host, a.port)
+
+
+def _run_with_web(a: argparse.Namespace, opts: "AppOptions") -> int:
+    """Capture with the web view beside it; after the source ends the view stays up until Ctrl-C."""
+    from edge_app.app import default_slide_id, run
+    from edge_app.web.live import LiveState
+
+    live = LiveState()
+    opts.slide = opts.slide or default_slide_id()
+    with _web_server(a, live) as web:
+        print(web.describe(), flush=True)
+        live.start(opts.slide)
+        summary = run(opts, on_frame=live.on_frame)
+        live.finish(summary.stopped_by)
+        _print_summary(summary)
+        if summary.stopped_by in ("SIGINT", "SIGTERM"):
+            return 0
+        print(f"capture finished; the web view stays up at {web.url} - Ctrl-C to stop", flush=True)
+        web.wait()
+    return 0
+
+
+def _serve(argv: Sequence[str]) -> int:
+    from edge_app.store import DB_FILE
+
+    a = get_serve_parser().parse_args(argv)
+    if not (a.out / DB_FILE).is_file():
+        raise CytoEdgeError(f"no store at {a.out / DB_FILE}: run edge-app first, or pass the folder it wrote with --out")
+    with _web_server(a) as web:
+        print(web.describe() + " - Ctrl-C to stop", flush=True)
+        web.wait()
+    return 0
+
+
+def _export_reviews(argv: Sequence[str]) -> int:
+    from edge_app.store import Store
+    from edge_app.web.reviews import export_imagefolder
+
+    a = get_export_reviews_parser().parse_args(argv)
+    with Store(a.out, create=False) as store:
+        res = export_imagefolder(store, a.to)
+    classes = ", ".join(f"{k} {v}" for k, v in sorted(res.per_class.items()))
+    extra = "".join(f"; {n} {what}" for n, what in ((res.not_a_cell, "marked not_a_cell (listed, not exported)"),
+                                                     (res.missing_crop, "without a crop file")) if n)
+    print(f"exported {res.files} reviewed crops to {res.folder} ({classes}{extra}); "
+          f"train on them with: edge-train --data {res.folder}")
     return 0
 
 
@@ -179,8 +286,8 @@ def _boards(argv: Sequence[str]) -> int:
     return 0
 
 
-# Subcommands; the web view (issue 6) adds "serve" here.
-SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"report": _report, "boards": _boards}
+SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"report": _report, "boards": _boards, "serve": _serve,
+                                                           "export-reviews": _export_reviews}
 
 
 def _main(argv: Sequence[str] | None) -> int:
