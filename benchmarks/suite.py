@@ -66,9 +66,17 @@ def runtime_available(fmt: str) -> str:
         except CytoEdgeError as exc:
             return str(exc)
         return ""
-    if importlib.util.find_spec(module) is None:
+    if not _installed(module):
         return f"{module} is not installed on this board (pip install {module})"
     return ""
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (torch takes seconds and hundreds of MB)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or a module blocked in sys.modules
+        return False
 
 
 @dataclass
@@ -136,7 +144,7 @@ def torch_reference_cost(card: ModelCard) -> dict[str, Any] | None:
 
     A bundle that cannot be rebuilt leaves ``{"error": why}``: the cross-check is skipped, the run goes on.
     """
-    if "torch" not in card.artifacts or importlib.util.find_spec("torch") is None:
+    if "torch" not in card.artifacts or not _installed("torch"):
         return None
     from benchmarks.flops import count_torch
     from train.bundle import read_bundle
