@@ -122,3 +122,18 @@ def test_serve_refuses_bad_input_in_one_line(args, message, tmp_path, store_dir,
     assert main(["serve", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("edge-app: error:") and err.count("\n") == 1
+
+
+def test_web_capture_refuses_a_busy_port_and_a_bad_pace_before_loading_anything(tmp_path, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        busy = str(s.getsockname()[1])
+        assert main(["--model", str(tmp_path / "no-model"), "--source", str(tmp_path), "--out", str(tmp_path / "st"),
+                     "--web", "--port", busy]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{busy}" in err and err.count("\n") == 1
+    assert main(["--model", str(tmp_path / "no-model"), "--source", str(tmp_path), "--max-fps", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-fps must be > 0" in err and err.count("\n") == 1
+    assert not (tmp_path / "st").exists()
