@@ -12,6 +12,8 @@ by decreasing IoU; a match needs IoU >= ``--iou``. Two IoUs are scored:
 
 Recall = matched cells / labelled cells; precision = matched detections / detections
 (a detection on debris, an inflammatory cell or a merged clump counts against it).
+With ``--model`` the crops of the matched cells are classified on-device as edge-app
+does, and the class and clinical-group accuracy against the fields' truth is printed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,7 @@ class FieldScore:
     matched_box: int
     mean_mask_iou: float  # over mask matches
     finder_ms: float
+    class_pairs: list[tuple[str, str]] = field(default_factory=list)  # (truth, predicted) of mask matches, --model
 
 
 def box_iou(a: Sequence[int], b: Sequence[int]) -> float:
@@ -95,8 +98,9 @@ def greedy_matches(iou: np.ndarray, threshold: float) -> list[tuple[int, int, fl
     return out
 
 
-def score_fields(fields_dir: Path, iou: float = 0.5, finder_cfg=None) -> list[FieldScore]:
-    from edge_app.finder import FinderConfig, find_cells
+def score_fields(fields_dir: Path, iou: float = 0.5, finder_cfg=None, classifier=None) -> list[FieldScore]:
+    """Score every field of ``truth.json``; with ``classifier`` also classify the matched cells' crops."""
+    from edge_app.finder import FinderConfig, crops_of, find_cells
     from edge_app.outlines import read_outline
     from edge_app.sources import read_image
 
@@ -119,8 +123,12 @@ def score_fields(fields_dir: Path, iou: float = 0.5, finder_cfg=None) -> list[Fi
         tboxes = [c["bbox_xywh"] for c in rec["cells"]]
         b_iou = np.array([[box_iou(tb, d.box) for d in dets] for tb in tboxes]).reshape(len(tboxes), len(dets))
         mm, bm = greedy_matches(m_iou, iou), greedy_matches(b_iou, iou)
+        pairs = []
+        if classifier is not None and mm:
+            preds = classifier.classify(crops_of(image, [dets[j] for _, j, _ in mm]))
+            pairs = [(rec["cells"][i]["class"], p.class_name) for (i, _, _), p in zip(mm, preds)]
         scores.append(FieldScore(rec["image"], len(polys), len(dets), len(mm), len(bm),
-                                 float(np.mean([v for _, _, v in mm])) if mm else 0.0, ms))
+                                 float(np.mean([v for _, _, v in mm])) if mm else 0.0, ms, pairs))
     return scores
 
 
@@ -134,6 +142,13 @@ def summarise(scores: list[FieldScore]) -> dict[str, float]:
         out.update({f"{kind}_recall": r, f"{kind}_precision": p, f"{kind}_f1": 2 * r * p / (r + p) if r + p else 0.0})
     out["mean_mask_iou_of_matches"] = statistics.fmean(s.mean_mask_iou for s in scores) if scores else 0.0
     out["finder_ms_median"] = statistics.median(s.finder_ms for s in scores) if scores else 0.0
+    pairs = [p for s in scores for p in s.class_pairs]
+    if pairs:
+        from edge_app.classes import group_of
+
+        out["classified"] = len(pairs)
+        out["class_accuracy"] = sum(t == p for t, p in pairs) / len(pairs)
+        out["group_accuracy"] = sum(group_of(t) == group_of(p) for t, p in pairs) / len(pairs)
     return out
 
 
@@ -154,10 +169,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--difficulty", type=float, help="synthetic difficulty (default: the generator's)")
     p.add_argument("--iou", type=float, default=0.5, help="IoU a match needs (default: %(default)s)")
     p.add_argument("--per-field", action="store_true", help="print a line per field")
+    p.add_argument("--model", type=Path, help="also classify the matched cells with this edge-convert model folder")
     a = p.parse_args(argv)
+    clf = None
+    if a.model:
+        from edge_app.classifier import Classifier
+
+        clf = Classifier(a.model)
     with tempfile.TemporaryDirectory(prefix="finder-bench-") as tmp:
         fields = a.fields or _make_fields(a.n, a.seed, a.difficulty, Path(tmp) / "synth")
-        scores = score_fields(fields, a.iou)
+        scores = score_fields(fields, a.iou, classifier=clf)
     if a.per_field:
         for s in scores:
             print(f"{s.name}: {s.cells} cells, {s.detections} found, mask matches {s.matched_mask}, "
@@ -169,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"  (mean IoU of matches {t['mean_mask_iou_of_matches']:.3f})")
     print(f"  box IoU:  recall {t['box_recall']:.3f}  precision {t['box_precision']:.3f}  F1 {t['box_f1']:.3f}")
     print(f"  finder time per field: median {t['finder_ms_median']:.1f} ms")
+    if "classified" in t:
+        print(f"  {clf.card.architecture} {clf.format} on the {t['classified']} matched cells: class accuracy "
+              f"{t['class_accuracy']:.3f}, clinical group accuracy {t['group_accuracy']:.3f}")
     return 0
 
 
