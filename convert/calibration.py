@@ -1,12 +1,12 @@
 """int8 calibration data: the bundle's own training images, preprocessed exactly as the device does.
 
-onnx2tf applies ``(x - mean) / std`` to the calibration array itself; we hand it the
-model's input tensors already made by the device's steps (``preprocess`` and, for a
-normalised input, ``normalize_crop``) and pass mean 0 / std 1, so there is one
-preprocessing implementation. onnx2tf also reads a 20-image sample file from the
-*current working directory* (else it downloads it); :func:`write_calibration` writes
-that file from the same images, so the run never touches the network and never
-calibrates on onnx2tf's own pictures.
+The calibration array holds the model's input tensors made by the device's own steps
+(``preprocess`` and, for a normalised input, ``normalize_crop``), so there is one
+preprocessing implementation: :func:`convert.tflite.run_onnx2tf` hands it to onnx2tf
+with mean 0 / std 1 (onnx2tf computes ``(x - mean) / std`` itself). onnx2tf also reads
+a 20-image sample file from the *current working directory* (else it downloads it,
+even for fp32); :func:`write_sample_file` writes that file from our own crops, so the
+run never touches the network and never calibrates on onnx2tf's pictures.
 """
 
 from __future__ import annotations
@@ -30,13 +30,9 @@ SPACES = ("pixels", "normalized")
 
 @dataclass
 class Calibration:
-    path: Path  # float32 NHWC: exactly the model's input tensors
+    path: Path  # float32 NHWC: exactly the model's input tensors (the representative dataset, one at a time)
     count: int
     record: dict[str, Any] = field(default_factory=dict)  # what the model card states about it
-
-    def onnx2tf_arg(self, input_name: str) -> list[Any]:
-        """The ``custom_input_op_name_np_data_path`` entry: mean 0, std 1 (the data is already the input)."""
-        return [input_name, str(self.path), [[[[0.0, 0.0, 0.0]]]], [[[[1.0, 1.0, 1.0]]]]]
 
 
 def select_calibration(train: ImageSet, n: int, num_classes: int, seed: int = 0) -> ImageSet:

@@ -1,7 +1,7 @@
 """``edge-convert``: checkpoint bundle -> ONNX -> TFLite fp32 (+ calibrated int8), validated, with a model card.
 
 Writes into OUT: model.onnx, model_fp32.tflite, model_int8.tflite (with --int8),
-bundle/ (the PyTorch weights, for the benchmark's torch row), logs/onnx2tf.log and
+bundle/ (the PyTorch weights, for the benchmark's torch row), logs/tflite.log and
 model_card.json. Exit status: 0 all artifacts pass, 2 bad input or a failed stage,
 3 an artifact failed the accuracy gate (the card is written and marks it rejected).
 """

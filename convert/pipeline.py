@@ -116,7 +116,7 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
     calib_set = select_calibration(train, opts.calib_images, k, opts.seed) if opts.int8 else None
     fit = train if opts.fit_images is None else samples.stratified(train, min(opts.fit_images, len(train)), k, opts.seed)
 
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()
     work = _prepare_out(out)
     stage = Stages(log)
     created = cw.now_iso()
@@ -161,7 +161,7 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
 
     with stage("tflite") as note:
         tfl = run_onnx2tf(tfl_src, work, calibration)
-        note.append(", ".join(_mb(p) for p in tfl.values()) + f" (onnx2tf log: {work / LOG_FILE})")
+        note.append(", ".join(_mb(p) for p in tfl.values()) + f" (log: {work / LOG_FILE})")
 
     # artifacts into the model folder (atomic per file), the bundle copy for the torch row
     produced = {"onnx": onnx_path, **tfl}

@@ -1,12 +1,18 @@
-"""ONNX -> TFLite through onnx2tf's Python API, offline, with its output kept in a log file.
+"""ONNX -> TFLite fp32 and calibrated full-integer int8 through onnx2tf's Python API, offline.
 
 onnx2tf (1.29.24, ENV.md) prints hundreds of lines, may ``sys.exit(1)`` from inside
 ``convert()``, downloads a sample file unless it sits in the current working
 directory, and runs ``onnxsim`` as a subprocess found on ``PATH``. :func:`run_onnx2tf`
 therefore runs it inside the work folder, with the interpreter's ``bin/`` first on
 ``PATH``, and file descriptors 1 and 2 (and ``sys.stdout``/``sys.stderr``) sent to
-``onnx2tf.log``; any failure becomes one :class:`~convert.errors.StageError` naming
+``tflite.log``; any failure becomes one :class:`~convert.errors.StageError` naming
 the log.
+
+The int8 file is onnx2tf's own full-integer conversion (``-oiqt``), not a separate
+TFLiteConverter run on its SavedModel: with ``-oiqt`` onnx2tf pads MaxPool with 0
+instead of the float minimum (exact after a ReLU, as in all five registered models);
+the float-minimum PADV2 of its fp32 graph quantises into a model XNNPACK refuses to
+prepare (measured on ShuffleNetV2).
 """
 
 from __future__ import annotations
@@ -16,14 +22,15 @@ import os
 import shutil
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from convert.calibration import ONNX2TF_SAMPLE_FILE, Calibration
 from convert.errors import StageError
 from convert.onnx_export import INPUT_NAME
 
-LOG_FILE = "onnx2tf.log"
+LOG_FILE = "tflite.log"  # onnx2tf and the int8 converter write here
 
 
 @contextlib.contextmanager
@@ -79,41 +86,55 @@ def _reason(log: Path) -> str:
     return excs[-1] if excs else "see the log"
 
 
-def run_onnx2tf(onnx_path: Path, work: Path, calibration: Calibration | None) -> dict[str, Path]:
-    """Convert ``onnx_path``; returns ``{"tflite-fp32": path, "tflite-int8": path}`` (int8 with calibration).
+def _guarded(stage: str, work: Path, log: Path, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` offline in ``work`` with its output in ``log``; any failure -> one StageError naming the log."""
+    try:
+        with offline_workdir(work), captured_output(log):
+            return fn()
+    except StageError:
+        raise
+    except SystemExit as exc:  # onnx2tf calls sys.exit(1) on errors
+        raise StageError(stage, f"{stage} stopped (exit {exc.code}): {_reason(log)}", log) from None
+    except Exception as exc:  # noqa: BLE001 - any failure inside is this stage's failure
+        with open(log, "a", encoding="utf-8") as fh:  # the trace belongs in the log, not on the terminal
+            traceback.print_exception(exc, file=fh)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else _reason(log)
+        raise StageError(stage, f"{type(exc).__name__}: {first}", log) from None
 
-    Raises :class:`StageError` ("onnx2tf") if onnx2tf fails, exits, would download, or writes no file.
+
+def run_onnx2tf(onnx_path: Path, work: Path, calibration: Calibration | None = None) -> dict[str, Path]:
+    """ONNX -> ``{"tflite-fp32": path}`` (+ ``"tflite-int8"``, full-integer, when ``calibration`` is given).
+
+    int8 is calibrated on ``calibration`` only (mean 0 / std 1: the array already holds the
+    model's inputs), with uint8 input for a pixel model (the crop as it is) and int8 for a
+    normalised one, int8 outputs. Raises :class:`StageError` ("onnx2tf") if onnx2tf fails,
+    exits, would download, or writes no file.
     """
+    work, onnx_path = work.resolve(), onnx_path.resolve()  # onnx2tf runs with cwd = work
     out = work / "onnx2tf"
     log = work / LOG_FILE
     if out.exists():
         shutil.rmtree(out)
     if not (work / ONNX2TF_SAMPLE_FILE).is_file():
         raise StageError("onnx2tf", f"{ONNX2TF_SAMPLE_FILE} is missing from {work}: onnx2tf would download it")
-    kwargs = dict(input_onnx_file_path=str(onnx_path), output_folder_path=str(out), non_verbose=True,
-                  copy_onnx_input_output_names_to_tflite=True)
+    # output_signaturedefs: without them onnx2tf refuses PyTorch's "/net/features/..." op names when saving
+    kwargs: dict[str, Any] = dict(input_onnx_file_path=str(onnx_path), output_folder_path=str(out), non_verbose=True,
+                                  copy_onnx_input_output_names_to_tflite=True, output_signaturedefs=True)
     if calibration is not None:
-        # full-integer quantisation calibrated on our images only; uint8 input for pixels, int8 otherwise
-        in_dtype = "uint8" if calibration.record.get("space") == "pixels" else "int8"
-        kwargs.update(output_integer_quantized_tflite=True, input_quant_dtype=in_dtype, output_quant_dtype="int8",
-                      custom_input_op_name_np_data_path=[calibration.onnx2tf_arg(INPUT_NAME)])
-    try:
-        with offline_workdir(work), captured_output(log):
-            if shutil.which("onnxsim") is None:
-                raise StageError("onnx2tf", "the onnxsim command is not on PATH: install the [convert] extra", log)
-            import onnx2tf  # TensorFlow's import noise goes to the log too
+        pixels = calibration.record.get("space") == "pixels"
+        kwargs.update(output_integer_quantized_tflite=True, input_quant_dtype="uint8" if pixels else "int8",
+                      output_quant_dtype="int8", custom_input_op_name_np_data_path=[
+                          [INPUT_NAME, str(calibration.path.resolve()), [[[[0.0, 0.0, 0.0]]]], [[[[1.0, 1.0, 1.0]]]]]])
 
-            onnx2tf.convert(**kwargs)
-    except StageError:
-        raise
-    except SystemExit as exc:  # onnx2tf calls sys.exit(1) on errors
-        raise StageError("onnx2tf", f"onnx2tf stopped (exit {exc.code}): {_reason(log)}", log) from None
-    except Exception as exc:  # noqa: BLE001 - any onnx2tf failure is this stage's failure
-        with open(log, "a", encoding="utf-8") as fh:  # the trace belongs in the log, not on the terminal
-            traceback.print_exception(exc, file=fh)
-        raise StageError("onnx2tf", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else _reason(log)}",
-                         log) from None
-    stem = onnx_path.stem  # onnx2tf names its files <stem>_float32.tflite, <stem>_full_integer_quant.tflite, ...
+    def run() -> None:
+        if shutil.which("onnxsim") is None:
+            raise StageError("onnx2tf", "the onnxsim command is not on PATH: install the [convert] extra", log)
+        import onnx2tf  # TensorFlow's import noise goes to the log too
+
+        onnx2tf.convert(**kwargs)
+
+    _guarded("onnx2tf", work, log, run)
+    stem = onnx_path.stem  # onnx2tf names its files after the ONNX file
     found = {"tflite-fp32": out / f"{stem}_float32.tflite"}
     if calibration is not None:
         found["tflite-int8"] = out / f"{stem}_full_integer_quant.tflite"
