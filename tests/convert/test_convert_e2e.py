@@ -1,0 +1,192 @@
+"""End to end: the shared tiny bundle through the real edge-convert (ONNX, onnx2tf, LiteRT), then the card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edge_app.atomic import sha256_file
+from edge_app.card import load_card, write_card
+from edge_app.errors import ArtifactIntegrityError
+from edge_app.preprocess import preprocess, quantize
+from edge_app.rejection import fit_rejection
+
+pytestmark = pytest.mark.slow  # the session fixture runs one real conversion (~30-90 s on 2 shared cores)
+
+ALL = {"torch", "onnx", "tflite-fp32", "tflite-int8"}
+
+
+def _split_images(bundle_dir, part):
+    import cv2
+
+    split = json.loads((bundle_dir / "split.json").read_text())
+    rows = split[part]
+    return [cv2.imread(f"{split['root']}/{r[0]}") for r in rows], np.array([r[1] for r in rows])
+
+
+def _litert(card, fmt):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(card.verify_artifact(fmt)), num_threads=1)
+    it.allocate_tensors()
+    return it
+
+
+def _run(it, entry, spec, images):
+    """The device's steps written out from the card alone: preprocess, quantise, invoke, read by index."""
+    from edge_app.preprocess import Quantization, dequantize
+
+    x = np.stack([preprocess(im, spec, normalize=entry.input.space != "pixels") for im in images])
+    x = quantize(x, entry.input.quant)
+    d = it.get_input_details()[0]
+    it.resize_tensor_input(d["index"], list(x.shape))
+    it.allocate_tensors()
+    it.set_tensor(d["index"], x)
+    it.invoke()
+    outs = it.get_output_details()
+    res = {}
+    for role, ts in entry.outputs.items():
+        raw = it.get_tensor(outs[ts.index]["index"])
+        assert outs[ts.index]["name"] == ts.name
+        res[role] = dequantize(raw, ts.quant if ts.quant.is_quantized else Quantization())
+    return res
+
+
+def test_conversion_succeeds_offline_and_reports_each_stage(converted):
+    assert converted.rc == 0, converted.stderr
+    assert converted.network == [], f"network attempted during conversion: {converted.network[:3]}"
+    for stage in ("read", "onnx", "calibrate", "tflite", "validate"):
+        line = next((ln for ln in converted.stdout.splitlines() if ln.strip().startswith(stage + " ")), None)
+        assert line is not None and " s  " in line, f"no timed line for stage {stage}:\n{converted.stdout}"
+    assert "MB" in converted.stdout  # output sizes are printed
+    table = [ln for ln in converted.stdout.splitlines() if ln.strip().split(" ")[0] in ALL]
+    assert {ln.split()[0] for ln in table} == ALL
+    # onnx2tf's hundreds of lines went to its log, not to the terminal
+    assert "onnx2tf" not in converted.stderr.lower() and len(converted.stdout.splitlines()) < 40
+    assert (converted.out / "logs" / "tflite.log").stat().st_size > 0
+
+
+def test_every_artifact_is_in_the_card_and_matches_its_hash(converted):
+    card = load_card(converted.out)
+    assert set(card.artifacts) == ALL
+    for fmt in ALL:
+        path = card.verify_artifact(fmt)
+        assert card.artifacts[fmt].size_bytes == path.stat().st_size
+    assert card.artifacts["torch"].file == "bundle/weights.pt"
+    assert (converted.out / "bundle" / "bundle.json").read_bytes() == (converted.bundle / "bundle.json").read_bytes()
+    assert card.source["bundle_json_sha256"] == sha256_file(converted.bundle / "bundle.json")
+    assert card.validation["calibration"]["images"] == 20
+    assert sum(card.validation["calibration"]["per_class"].values()) == 20
+    assert min(card.validation["calibration"]["per_class"].values()) == 4  # stratified: 20 over 5 classes
+
+
+def test_tflite_artifacts_run_in_litert_as_the_card_describes(converted):
+    card = load_card(converted.out)
+    images, labels = _split_images(converted.bundle, "val")
+    images = images[:6]
+    fp32 = card.artifacts["tflite-fp32"]
+    int8 = card.artifacts["tflite-int8"]
+    assert fp32.input.dtype == "float32" and fp32.input.layout == "NHWC" and fp32.input.space == "pixels"
+    assert int8.input.dtype == "uint8" and int8.input.quant.is_quantized and int8.input.space == "pixels"
+    assert int8.input.shape[1:] == [card.preprocessing.size, card.preprocessing.size, 3]
+    assert int8.input.shape[0] == -1 and int8.max_batch == 8  # batch-dynamic, checked at conversion
+    for fmt, entry in (("tflite-fp32", fp32), ("tflite-int8", int8)):
+        it = _litert(card, fmt)
+        d = it.get_input_details()[0]
+        assert np.dtype(d["dtype"]).name == entry.input.dtype
+        assert tuple(d["quantization"]) == pytest.approx((entry.input.quant.scale, entry.input.quant.zero_point))
+        batched = _run(it, entry, card.preprocessing, images)
+        assert batched["logits"].shape == (len(images), len(card.class_names))
+        assert batched["embedding"].shape == (len(images), card.embedding_dim)
+        single = [_run(it, entry, card.preprocessing, [im]) for im in images]
+        np.testing.assert_allclose(batched["logits"], np.concatenate([s["logits"] for s in single]), atol=1e-4)
+
+
+def test_fp32_matches_pytorch_and_validation_numbers_are_reproducible(converted):
+    import torch
+
+    from train.bundle import read_bundle
+
+    card = load_card(converted.out)
+    bundle = read_bundle(converted.bundle)
+    net = bundle.load_model()
+    images, labels = _split_images(converted.bundle, "val")
+    x = np.stack([preprocess(im, bundle.preprocessing) for im in images]).transpose(0, 3, 1, 2)
+    with torch.no_grad():
+        logits, _ = net(torch.from_numpy(np.ascontiguousarray(x)))
+    acc = float((logits.numpy().argmax(1) == labels).mean())
+    table = card.validation["table"]
+    assert table["torch"]["accuracy"] == pytest.approx(acc)
+    assert table["torch"]["n"] == len(labels)
+    out = _run(_litert(card, "tflite-fp32"), card.artifacts["tflite-fp32"], card.preprocessing, images)
+    assert np.abs(out["logits"] - logits.numpy()).max() < 1e-3
+    for fmt in ("onnx", "tflite-fp32", "tflite-int8"):
+        row = table[fmt]
+        assert row["accuracy_drop_points"] == pytest.approx(100 * (acc - row["accuracy"]), abs=1e-3)
+        assert card.artifacts[fmt].validation == row
+
+
+def test_int8_gets_its_own_centroids_and_threshold(converted):
+    """Recompute the int8 rejection fit here from the training split and compare with the card."""
+    card = load_card(converted.out)
+    entry = card.artifacts["tflite-int8"]
+    images, labels = _split_images(converted.bundle, "train")
+    emb = _run(_litert(card, "tflite-int8"), entry, card.preprocessing, images)["embedding"]
+    cents, thr = fit_rejection(emb, labels, len(card.class_names), card.source["threshold_quantile"])
+    np.testing.assert_allclose(np.asarray(entry.centroids), cents, rtol=1e-5, atol=1e-5)
+    assert entry.threshold == pytest.approx(thr, rel=1e-5)
+    assert not np.allclose(np.asarray(entry.centroids), np.asarray(card.artifacts["tflite-fp32"].centroids))
+
+
+def test_edge_app_classifier_runs_the_converted_model(converted):
+    from edge_app.classifier import Classifier
+
+    card = load_card(converted.out)
+    images, _ = _split_images(converted.bundle, "val")
+    clf = Classifier(converted.out, "tflite-int8")
+    preds = clf.classify(images[:10])
+    logits = _run(_litert(card, "tflite-int8"), card.artifacts["tflite-int8"], card.preprocessing, images[:10])["logits"]
+    assert [p.class_index for p in preds] == logits.argmax(1).tolist()
+    assert clf.invocations == 2  # 10 crops with max_batch 8: two invocations
+
+
+def test_onnx_metadata_carries_the_essentials(converted):
+    from convert.onnx_export import read_metadata
+
+    card = load_card(converted.out)
+    meta = read_metadata(card.verify_artifact("onnx"))
+    assert meta["architecture"] == card.architecture
+    assert json.loads(meta["class_names"]) == card.class_names
+    assert json.loads(meta["mean"]) == pytest.approx(list(card.preprocessing.mean))
+    assert json.loads(meta["std"]) == pytest.approx(list(card.preprocessing.std))
+    assert int(meta["input_size"]) == card.preprocessing.size
+    assert int(meta["cytoedge.card_schema_version"]) == card.schema_version
+    assert meta["bundle_json_sha256"] == card.source["bundle_json_sha256"]
+    assert meta["weights_sha256"] == sha256_file(converted.bundle / "weights.pt")
+
+
+def test_card_round_trips(converted, tmp_path):
+    card = load_card(converted.out)
+    on_disk = json.loads((converted.out / "model_card.json").read_text())
+    assert card.to_dict() == on_disk
+    write_card(card, tmp_path)
+    again = load_card(tmp_path)
+    assert again.to_dict() == on_disk
+    assert again.artifacts["tflite-int8"].outputs["logits"].index == card.artifacts["tflite-int8"].outputs["logits"].index
+
+
+def test_tampered_artifact_is_detected(converted, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(converted.out, copy, ignore=shutil.ignore_patterns("work"))
+    card = load_card(copy)
+    card.verify_artifact("tflite-int8")
+    path = copy / "model_int8.tflite"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactIntegrityError, match="does not match its model card"):
+        card.verify_artifact("tflite-int8")
+    card.verify_artifact("tflite-fp32")  # the others are untouched
