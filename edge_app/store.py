@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.atomic import atomic_write_bytes
+from edge_app.atomic import atomic_write_bytes, fsync_dir
 from edge_app.classes import ABNORMAL, GROUPS, UNKNOWN
 from edge_app.errors import CytoEdgeError, StoreError
 
@@ -285,6 +285,8 @@ class Store:
         seq = self.next_seq(slide_id) if seq is None else seq
         paths = [self._save_crop(slide_id, seq, i, c, crops[i] if i < len(crops) else None)
                  for i, c in enumerate(cells)]
+        if any(paths):  # each crop file is fsynced; one folder fsync makes their names durable before the commit
+            fsync_dir(self.folder / CROPS_DIR / slide_id)
         t = timings or {}
         with self.transaction():
             cur = self.conn.execute(
@@ -313,7 +315,11 @@ class Store:
             ok, png = cv2.imencode(".png", crop)
             if not ok:
                 raise OSError(errno.EIO, "PNG encoding failed")
-            atomic_write_bytes(self.folder / rel, png.tobytes())
+            new_folder = not (self.folder / rel).parent.is_dir()
+            atomic_write_bytes(self.folder / rel, png.tobytes(), sync_dir=False)
+            if new_folder:
+                fsync_dir(self.folder / CROPS_DIR)
+                fsync_dir(self.folder)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 self.crops_enabled = False

@@ -102,7 +102,7 @@ def test_crop_path_outside_the_store_is_never_served(tmp_path):
 def test_full_disk_stops_crop_saving_but_not_the_store(tmp_path, monkeypatch, caplog):
     s, run = open_run(tmp_path)
 
-    def no_space(path, data):
+    def no_space(path, data, **kw):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(store_mod, "atomic_write_bytes", no_space)
