@@ -88,6 +88,7 @@ def measure(model: Path, frames: list[Path], threads: int, log) -> dict[str, dic
     from edge_app.app import AppOptions, run
     from edge_app.classifier import Classifier
     from edge_app.finder import crops_of, find_cells
+    from edge_app.sources import FileListSource
 
     images = [cv2.imread(str(p)) for p in frames]
     clf = Classifier(model, "tflite-int8", threads=threads)
@@ -120,12 +121,14 @@ def measure(model: Path, frames: list[Path], threads: int, log) -> dict[str, dic
     log(f"finder and LiteRT measured on {len(images)} frames, {cells:.1f} cells per frame")
 
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
-        s = run(AppOptions(model=model, source=str(frames[0].parent), slide="bench", out=Path(tmp) / "store",
-                           threads=threads, fmt="tflite-int8"))
+        s = run(AppOptions(model=model, source="", slide="bench", out=Path(tmp) / "store", threads=threads,
+                           fmt="tflite-int8"), source=FileListSource(frames, str(frames[0].parent)))
     res["app end to end (read+find+classify+store)"] = {
         "ms": 1e3 * s.seconds / max(1, s.frames_done), "frames_per_s": s.frames_per_s,
         "cells_per_s": s.cells / s.seconds if s.seconds else 0.0}
-    log(f"app: {s.frames_done} frames, {s.cells} cells in {s.seconds:.2f} s")
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in s.to_dict()["stage_ms_mean"].items())
+    log(f"app: {s.frames_done} frames, {s.cells} cells ({dict(s.per_group)}) in {s.seconds:.2f} s; "
+        f"mean ms per frame: {stages}")
 
     t_torch = _torch_loop(model, images, threads)
     res["naive torch loop (find + 1 crop/forward)"] = {"ms": _median_ms(t_torch)}
