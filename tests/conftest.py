@@ -32,3 +32,19 @@ def synth_tree(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "data"
     generate(SynthOptions(out=out, per_class=24, frames=4, seed=0, fields=2, frame_size=(640, 480)))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(synth_tree, tmp_path_factory):
+    """A checkpoint bundle of a small ShuffleNetV2 (64 x 64 input) trained briefly by edge-train on `synth_tree`.
+
+    Shared by the conversion, device and benchmark tests: build on it rather than training another model.
+    """
+    from train.config import TrainConfig
+    from train.run import run_training
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    cfg = TrainConfig(data=str(synth_tree), out=str(out), model="shufflenet_v2_x1_0", input_size=64, folds=2, fold=0,
+                      epochs=4, lr=0.02, grad_clip=2.0, progress=False, seed=0)
+    run_training(cfg)
+    return out / "fold_0"
