@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from convert.calibration import DEFAULT_CALIB_IMAGES, SPACES, select_calibration, write_calibration, write_sample_file
-from convert.errors import AccuracyGateError, ConvertError
+from convert.errors import AccuracyGateError, ConvertError, StageError
 from edge_app.atomic import atomic_write_bytes
 from edge_app.card import CARD_FILE, ModelCard, write_card
 from edge_app.formats import FORMATS, get_format
@@ -101,7 +101,7 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
     from convert import card_writer as cw
     from convert import samples
     from convert.onnx_export import compare_with_torch, export_module, export_onnx
-    from convert.runners import OnnxRunner, TfliteRunner, TorchRunner, batch_difference, normalized
+    from convert.runners import OnnxRunner, TorchRunner, batch_difference, normalized
     from convert.tflite import LOG_FILE, run_onnx2tf
     from convert.validate import apply_gate, format_table, score
     from train.bundle import read_bundle
@@ -181,8 +181,8 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
                                fit_crops, fit.labels, k, bundle.threshold_quantile, ref)
         specs["onnx"] = (*cw.torch_like_specs(bundle, 1), 1)
         for fmt in tfl:
-            runner = TfliteRunner(out / get_format(fmt).file, spec, k, bundle.embedding_dim, opts.tflite_input,
-                                  threads, batch=opts.max_batch)
+            runner = _litert_runner(out / get_format(fmt).file, work, spec, k, bundle.embedding_dim,
+                                    opts.tflite_input, threads, opts.max_batch)
             max_batch = 1
             if runner.dynamic and opts.max_batch > 1:
                 probe_n = min(len(val_crops), opts.max_batch)
@@ -226,6 +226,21 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
         raise AccuracyGateError(f"{'; '.join(rejected)}; the card marks it rejected: calibrate with more images "
                                 "(--calib-images) or deploy tflite-fp32", card)
     return card
+
+
+def _litert_runner(path: Path, work: Path, spec: Any, num_classes: int, embedding_dim: int, space: str,
+                   threads: int, batch: int) -> Any:
+    """A TfliteRunner, built with LiteRT's console line sent to the log; a file it cannot run is a StageError."""
+    from convert.runners import TfliteRunner
+    from convert.tflite import LOG_FILE, captured_output
+
+    try:
+        with captured_output(work / LOG_FILE):
+            return TfliteRunner(path, spec, num_classes, embedding_dim, space, threads, batch=batch)
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StageError("validate", f"{path.name} does not run in the LiteRT interpreter: {first}",
+                         work / LOG_FILE) from None
 
 
 def _finish_work(work: Path, out: Path, keep: bool) -> None:

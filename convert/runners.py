@@ -113,6 +113,7 @@ class TfliteRunner:
         self._details = self.interp.get_output_details()
         self._in_index = self.interp.get_input_details()[0]["index"]
         self._n = 0
+        self._resize(1)  # allocate now: a model the interpreter (XNNPACK) cannot prepare fails here
 
     def _resize(self, n: int) -> None:
         if n != self._n:
