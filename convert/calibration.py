@@ -37,15 +37,15 @@ class Calibration:
 
 def select_calibration(train: ImageSet, n: int, num_classes: int, seed: int = 0) -> ImageSet:
     """``n`` training images, stratified over classes; too few is a one-line error, never a fallback."""
+    if len(train) < MIN_CALIB_IMAGES:
+        raise CalibrationError(f"the {train.source} has only {len(train)} images; int8 calibration needs at least "
+                               f"{MIN_CALIB_IMAGES}: train on more data or convert without --int8")
     if n < MIN_CALIB_IMAGES:
         raise CalibrationError(f"--calib-images {n} is below the minimum of {MIN_CALIB_IMAGES}: "
                                f"calibrate on at least {MIN_CALIB_IMAGES} training images (default {DEFAULT_CALIB_IMAGES})")
     if len(train) < n:
         raise CalibrationError(f"the {train.source} has only {len(train)} images, fewer than --calib-images {n}: "
-                               f"pass --calib-images {len(train)} or fewer (at least {MIN_CALIB_IMAGES})"
-                               if len(train) >= MIN_CALIB_IMAGES else
-                               f"the {train.source} has only {len(train)} images; int8 calibration needs at least "
-                               f"{MIN_CALIB_IMAGES}: train on more data or convert without --int8")
+                               f"pass --calib-images {len(train)} or fewer (at least {MIN_CALIB_IMAGES})")
     empty = [k for k, c in enumerate(train.counts(num_classes)) if c == 0]
     if empty:
         raise CalibrationError(f"the {train.source} has no images of class index {empty}: "

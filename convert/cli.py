@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from convert.calibration import MIN_CALIB_IMAGES
+from convert.calibration import DEFAULT_CALIB_IMAGES, MIN_CALIB_IMAGES
 from convert.pipeline import ConvertOptions, convert_bundle  # light: heavy imports happen inside convert_bundle
 from edge_app.clitools import run_cli
 
@@ -25,8 +25,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="model folder to write (created if missing)")
     p.add_argument("--int8", action="store_true", help="also write model_int8.tflite: full-integer, calibrated on training images")
     p.add_argument("--calib-images", type=int, default=d.calib_images, metavar="N",
-                   help=f"calibration images from the training split, stratified over classes "
-                        f"(default {d.calib_images}, minimum {MIN_CALIB_IMAGES})")
+                   help=f"calibration images from the training split, stratified over classes (default "
+                        f"{DEFAULT_CALIB_IMAGES}, or the whole split when it is smaller; minimum {MIN_CALIB_IMAGES})")
     p.add_argument("--val", type=Path, default=None, metavar="DATA",
                    help="validate on this SIPaKMeD/ImageFolder tree instead of the bundle's validation split")
     p.add_argument("--max-drop", type=float, default=d.max_drop, metavar="PP",

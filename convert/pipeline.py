@@ -1,8 +1,11 @@
 """``convert_bundle``: checkpoint bundle -> ONNX -> TFLite fp32 (+ calibrated int8) -> validation -> model card.
 
 >>> from convert.pipeline import ConvertOptions
->>> ConvertOptions(int8=True).calib_images
-200
+>>> opts = ConvertOptions(int8=True)
+>>> opts.calib_count(1000), opts.calib_count(120)
+(200, 120)
+>>> ConvertOptions(int8=True, calib_images=300).calib_count(120)  # asked for: checked, never lowered
+300
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ class ConvertOptions:
     """Everything ``edge-convert`` can be told; the CLI maps its flags onto this once."""
 
     int8: bool = False  # also write the full-integer model, calibrated on the bundle's training images
-    calib_images: int = DEFAULT_CALIB_IMAGES  # calibration images, stratified over classes (minimum 20)
+    calib_images: int | None = None  # calibration images, stratified over classes; None: 200, or all when fewer
     val_data: Path | None = None  # validate on this data folder instead of the bundle's validation split
     max_drop: float = 1.0  # accuracy points an artifact may lose against PyTorch before it is rejected
     tflite_input: str = "pixels"  # TFLite input: "pixels" (0..255, normalisation inside) or "normalized"
@@ -39,6 +42,10 @@ class ConvertOptions:
     threads: int | None = None  # interpreter threads during validation (None: all cores)
     keep_work: bool = False  # keep the work folder (ONNX sources, onnx2tf output, calibration array)
     seed: int = 0  # picks the stratified calibration / fitting subsets
+
+    def calib_count(self, available: int) -> int:
+        """How many calibration images to use: the number asked for, else the default capped by the split."""
+        return self.calib_images if self.calib_images is not None else min(DEFAULT_CALIB_IMAGES, available)
 
     def check(self) -> None:
         if self.tflite_input not in SPACES:
@@ -113,7 +120,7 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
     split = bundle.read_split()
     train = samples.split_images(split, "train", k)
     val = samples.folder_images(Path(opts.val_data), names) if opts.val_data else samples.split_images(split, "val", k)
-    calib_set = select_calibration(train, opts.calib_images, k, opts.seed) if opts.int8 else None
+    calib_set = select_calibration(train, opts.calib_count(len(train)), k, opts.seed) if opts.int8 else None
     fit = train if opts.fit_images is None else samples.stratified(train, min(opts.fit_images, len(train)), k, opts.seed)
 
     out = Path(out_dir).resolve()

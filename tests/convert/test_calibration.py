@@ -33,6 +33,8 @@ def test_too_few_calibration_images_is_refused():
         select_calibration(image_set([50] * 5), MIN_CALIB_IMAGES - 1, 5)
     with pytest.raises(CalibrationError, match="only 30 images, fewer than --calib-images 40"):
         select_calibration(image_set([6] * 5), 40, 5)
+    with pytest.raises(CalibrationError, match="only 15 images; int8 calibration needs at least 20"):
+        select_calibration(image_set([3] * 5), 15, 5)  # the default asks for the whole split when it is small
     with pytest.raises(CalibrationError, match="no images of class"):
         select_calibration(image_set([10, 10, 0, 10, 10]), 20, 5)
 
