@@ -120,7 +120,8 @@ def test_fields_truth_lists_every_cell(tree):
             assert (tree / "fields" / cell["nuc"]).is_file()
             seen.add(cell["class"])
         for d in f["distractors"]:
-            assert d["kind"] == "inflammatory" and len(d["bbox_xywh"]) == 4
+            x, y, w, h = d["bbox_xywh"]
+            assert d["kind"] == "inflammatory" and x >= 0 and y >= 0 and x + w < SIZE[0] and y + h < SIZE[1]
     assert len(seen) >= 3  # the fields mix classes
 
 
@@ -247,7 +248,7 @@ def test_main_prints_one_line_and_bad_input_is_one_line_error(tmp_path, capsys):
     assert run_cli("edge-train synth", synth.main, ["--out", str(tmp_path / "d"), "--per-class", "2",
                                                     "--frames", "1", "--frame-size", "320x256"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith("synth: 10 crops")
+    assert len(out) == 1 and out[0].startswith("synth: wrote 10 crops")
     assert run_cli("edge-train synth", synth.main, ["--out", str(tmp_path / "e"), "--difficulty", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["edge-train synth: error: --difficulty must be between 0 and 1, got 2.0"]

@@ -273,8 +273,9 @@ def draw_inflammatory(od: np.ndarray, centre: np.ndarray, palette: Palette,
     else:
         core = star_outline(0.7 * r, 1.05, 0.0, 0.0, 0.04, rng) + centre
         draw_blob(od, core, rng.uniform(1.1, 1.6), palette.nucleus)
-    x0, y0 = np.floor(body.min(0)).astype(int)
-    x1, y1 = np.ceil(body.max(0)).astype(int)
+    h, w = od.shape[:2]
+    x0, y0 = np.maximum(np.floor(body.min(0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(body.max(0)).astype(int), [w - 1, h - 1])
     return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
 
 
