@@ -10,7 +10,7 @@ the reference's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,8 +74,11 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, ref_pred: np.ndarray | None) -
     }
 
 
-def evaluate(card: ModelCard, formats: Sequence[str], data: LabelledData, *, threads: int) -> dict[str, dict[str, Any]]:
+def evaluate(card: ModelCard, formats: Sequence[str], data: LabelledData, *,
+             threads: Mapping[str, int]) -> dict[str, dict[str, Any]]:
     """``{format: {"status", "reason", n, accuracy, macro_f1, agreement, reference}}`` for one model.
+
+    ``threads`` gives each format's thread count (the run uses the fastest one measured).
 
     A format that cannot be loaded or fails on an image is recorded as failed; the
     others go on.
@@ -88,7 +91,7 @@ def evaluate(card: ModelCard, formats: Sequence[str], data: LabelledData, *, thr
     runners: dict[str, Any] = {}
     for fmt in formats:
         try:
-            runners[fmt] = load_runner(card, fmt, threads=threads, batch=1, verify=False)
+            runners[fmt] = load_runner(card, fmt, threads=threads[fmt], batch=1, verify=False)
         except Exception as exc:  # noqa: BLE001 - recorded per format, the rest still run
             results[fmt] = {"status": "failed", "reason": _reason(exc)}
     preds: dict[str, list[int]] = {fmt: [] for fmt in runners}
@@ -110,7 +113,7 @@ def evaluate(card: ModelCard, formats: Sequence[str], data: LabelledData, *, thr
     reference = next((f for f in REFERENCE_ORDER if f in preds), None)
     ref_pred = np.array(preds[reference]) if reference else None
     for fmt, p in preds.items():
-        results[fmt] = {"status": "ok", "reason": "", "reference": reference,
+        results[fmt] = {"status": "ok", "reason": "", "reference": reference, "threads": threads[fmt],
                         **score(data.labels, np.array(p, np.int64), ref_pred)}
     return {fmt: results[fmt] for fmt in formats if fmt in results}
 

@@ -9,7 +9,7 @@ read once before timing, so disk speed does not count.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,12 @@ def read_frames(paths: Sequence[Path]) -> list[Any]:
     return frames
 
 
-def run_frames(card: ModelCard, formats: Sequence[str], paths: Sequence[Path], *, threads: int) -> dict[str, Any]:
-    """``{format: {status, frames, cells, frames_per_s, cells_per_s, find_ms, classify_ms, per_frame latency}}``."""
+def run_frames(card: ModelCard, formats: Sequence[str], paths: Sequence[Path], *,
+               threads: Mapping[str, int]) -> dict[str, Any]:
+    """``{format: {status, frames, cells, frames_per_s, cells_per_s, find_ms, classify_ms, per_frame latency}}``.
+
+    ``threads`` gives each format's interpreter threads (the run uses the fastest one measured).
+    """
     from benchmarks.latency import summarize
     from edge_app.classifier import Classifier
     from edge_app.finder import crops_of, find_cells
@@ -42,7 +46,7 @@ def run_frames(card: ModelCard, formats: Sequence[str], paths: Sequence[Path], *
         if not get_format(fmt).device:
             continue
         try:
-            clf = Classifier(card.directory, fmt, threads=threads, allow_rejected=True)
+            clf = Classifier(card.directory, fmt, threads=threads[fmt], allow_rejected=True)
             clf.classify(crops_of(frames[0], find_cells(frames[0])))  # warm-up: allocation, XNNPACK packing
             find_s, cls_s, total, cells = 0.0, 0.0, [], 0
             for image in frames:
@@ -61,7 +65,7 @@ def run_frames(card: ModelCard, formats: Sequence[str], paths: Sequence[Path], *
             continue
         seconds = sum(total)
         stats = summarize(total).to_dict()
-        out[fmt] = {"status": "ok", "reason": "", "threads": threads, "frames": len(frames), "cells": cells,
+        out[fmt] = {"status": "ok", "reason": "", "threads": threads[fmt], "frames": len(frames), "cells": cells,
                     "seconds": seconds, "frames_per_s": len(frames) / seconds if seconds else None,
                     "cells_per_s": cells / seconds if seconds else None,
                     "find_ms_per_frame": find_s * 1e3 / len(frames), "classify_ms_per_frame": cls_s * 1e3 / len(frames),

@@ -145,35 +145,46 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-_MARKERS = {"tflite-int8": "o", "tflite-fp32": "s", "onnx": "^", "torch": "D"}
+_COLOURS = {"tflite-int8": "tab:blue", "tflite-fp32": "tab:orange", "onnx": "tab:green", "torch": "tab:red"}
+_BOARD_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _LATENCY_LABEL = "p50 latency, ms (batch 1, fastest thread count)"
+Point = tuple[float, float, str, str]  # x, y, model, format
 
 
 def _scatter(ax: Any, views: list[BoardView],
-             point: Callable[[BoardView, str, str, dict[str, Any]], tuple[float, float] | None],
-             label: Callable[[str, str], str]) -> list[list[tuple[float, float]]]:
-    """One marker per (model, format) and colour per board; returns each board's points."""
-    import matplotlib
+             point: Callable[[BoardView, str, str, dict[str, Any]], tuple[float, float] | None]) -> list[list[Point]]:
+    """Colour per format, marker per board, log x axis with plain tick labels; returns each board's points."""
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter
 
-    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     per_board = []
     for i, view in enumerate(views):
         pts = []
         for (model, fmt), row in sorted(best_rows(view).items()):
             xy = point(view, model, fmt, row)
-            if xy is None:
-                continue
-            pts.append(xy)
-            ax.scatter(*xy, marker=_MARKERS.get(fmt, "x"), color=colours[i % len(colours)], s=45)
-            ax.annotate(label(model, fmt), xy, fontsize=6, xytext=(3, 3), textcoords="offset points")
+            if xy is not None:
+                pts.append((*xy, model, fmt))
+                ax.scatter(*xy, marker=_BOARD_MARKERS[i % len(_BOARD_MARKERS)], color=_COLOURS.get(fmt, "grey"),
+                           s=45, alpha=0.85)
         per_board.append(pts)
-    handles = [Line2D([], [], color=colours[i % len(colours)], marker="o", ls="", label=v.board["title"])
-               for i, v in enumerate(views)]
-    handles += [Line2D([], [], color="grey", marker=m, ls="", label=f) for f, m in _MARKERS.items()]
-    ax.legend(handles=handles, fontsize=7, loc="best")
+    fmts = sorted({p[3] for pts in per_board for p in pts}, key=lambda f: list(_COLOURS).index(f) if f in _COLOURS else 9)
+    handles = [Line2D([], [], color=_COLOURS.get(f, "grey"), marker="o", ls="", label=f) for f in fmts]
+    handles += [Line2D([], [], color="black", marker=_BOARD_MARKERS[i % len(_BOARD_MARKERS)], ls="",
+                       label=v.board["title"]) for i, v in enumerate(views)]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(plain)
+    ax.tick_params(which="minor", labelsize=6)
+    ax.grid(True, which="both", alpha=0.2)
     return per_board
+
+
+def _annotate(ax: Any, pts: list[Point], text: Callable[[Point], str]) -> None:
+    for p in pts:
+        ax.annotate(text(p), (p[0], p[1]), fontsize=6, xytext=(4, 2), textcoords="offset points")
 
 
 def plot_latency_vs_flops(views: list[BoardView]) -> bytes:
@@ -184,8 +195,13 @@ def plot_latency_vs_flops(views: list[BoardView]) -> bytes:
         cost = _cost(view, model, fmt)
         return (cost["flops"] / 1e9, row["latency"]["p50_ms"]) if cost else None
 
-    _scatter(ax, views, point, lambda model, fmt: model)
     ax.set_yscale("log")
+    for pts in _scatter(ax, views, point):
+        fastest: dict[str, Point] = {}
+        for p in pts:  # each model named once per board, beside its fastest format
+            if p[2] not in fastest or p[1] < fastest[p[2]][1]:
+                fastest[p[2]] = p
+        _annotate(ax, list(fastest.values()), lambda p: p[2])
     ax.set_xlabel("GFLOPs per image (FLOPs = 2 x MACs, from the artifact's graph)")
     ax.set_ylabel(_LATENCY_LABEL)
     ax.set_title("Latency vs FLOPs")
@@ -201,19 +217,21 @@ def plot_accuracy_vs_latency(views: list[BoardView]) -> bytes | None:
         acc = _accuracy(view, model, fmt)
         return None if acc is None else (row["latency"]["p50_ms"], acc * 100)
 
-    per_board = _scatter(ax, views, point, lambda model, fmt: f"{model} {fmt}")
+    per_board = _scatter(ax, views, point)
     if not any(per_board):
         plt.close(fig)
         return None
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ("-", "--", ":", "-.")
     for i, pts in enumerate(per_board):
-        front = pareto_front(pts)
+        front = pareto_front([(p[0], p[1]) for p in pts])
         if front:
-            ax.step([p[0] for p in front], [p[1] for p in front], where="post", color=colours[i % len(colours)],
-                    alpha=0.6, lw=1.5)
+            ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", alpha=0.5, lw=1.2,
+                    ls=styles[i % len(styles)])
+            _annotate(ax, [p for p in pts if (p[0], p[1]) in front], lambda p: f"{p[2]} {p[3]}")
+    ax.yaxis.set_minor_formatter(lambda v, _: "")
     ax.set_xlabel(_LATENCY_LABEL)
     ax.set_ylabel("accuracy, % (--data)")
-    ax.set_title("Accuracy vs latency (line: Pareto front per board)")
+    ax.set_title("Accuracy vs latency (steps: Pareto front per board, its points named)")
     return _png(fig)
 
 
@@ -225,13 +243,13 @@ def plot_memory(views: list[BoardView]) -> bytes:
     for ax, view in zip(axes[:, 0], views):
         best = best_rows(view)
         models = list(view.models)
-        formats = [f for f in _MARKERS if any(f in m.get("artifacts", {}) for m in view.models.values())]
+        formats = [f for f in _COLOURS if any(f in m.get("artifacts", {}) for m in view.models.values())]
         width = 0.8 / max(1, len(formats))
         x = np.arange(len(models))
         for j, fmt in enumerate(formats):
             rss = [best[(m, fmt)]["memory"]["rss_peak_increase_bytes"] / MB if (m, fmt) in best else 0 for m in models]
             size = [view.models[m]["artifacts"].get(fmt, {}).get("size_bytes", 0) / MB for m in models]
-            ax.bar(x + j * width, rss, width, label=f"{fmt}: peak RSS increase")
+            ax.bar(x + j * width, rss, width, label=f"{fmt}: peak RSS increase", color=_COLOURS[fmt])
             ax.scatter(x + j * width, size, marker="_", s=200, color="black", zorder=3,
                        label="file size" if j == 0 else None)
         ax.set_xticks(x + width * (len(formats) - 1) / 2, models, fontsize=8)
@@ -239,7 +257,8 @@ def plot_memory(views: list[BoardView]) -> bytes:
         ax.set_title(f"Memory per model - {view.board['title']} (bars: peak RSS increase of load + run; "
                      "black ticks: file size)", fontsize=9)
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        ax.yaxis.set_major_formatter(lambda v, _: f"{v:g}")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
 
 

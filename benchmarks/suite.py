@@ -192,6 +192,7 @@ def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
                            "batch": b, "status": res.status, "reason": res.reason, **res.figures}
                     rows.append(row)
                     progress(_row_line(row))
+        fastest = fastest_threads(rows, plan, threads)
         for fmt, why in plan.skipped.items():
             rows.append({"model": plan.name, "architecture": card.architecture, "format": fmt, "threads": None,
                          "batch": None, "status": "skipped", "reason": why})
@@ -203,12 +204,12 @@ def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
             from benchmarks.accuracy import evaluate
 
             progress(f"{plan.name}: accuracy on {len(data[plan.name].paths)} images")
-            entry["accuracy"] = evaluate(card, plan.formats, data[plan.name], threads=max(threads))
+            entry["accuracy"] = evaluate(card, plan.formats, data[plan.name], threads=fastest)
         if frames is not None:
             from benchmarks.endtoend import run_frames
 
             progress(f"{plan.name}: end to end on {len(frames)} frames")
-            entry["end_to_end"] = run_frames(card, plan.formats, frames, threads=max(threads))
+            entry["end_to_end"] = run_frames(card, plan.formats, frames, threads=fastest)
         models.append(entry)
     after = thermal_snapshot(profile)
 
@@ -224,6 +225,17 @@ def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
         "models": models,
         "rows": rows,
     }
+
+
+def fastest_threads(rows: list[dict[str, Any]], plan: ModelPlan, threads: list[int]) -> dict[str, int]:
+    """Per format of ``plan``: the thread count with the lowest median latency (the most threads if none ran)."""
+    best: dict[str, tuple[float, int]] = {}
+    for r in rows:
+        if r["model"] == plan.name and r["status"] == "ok":
+            p50 = r["latency"]["p50_ms"] / r["batch"]
+            if r["format"] not in best or p50 < best[r["format"]][0]:
+                best[r["format"]] = (p50, r["threads"])
+    return {fmt: best[fmt][1] if fmt in best else max(threads) for fmt in plan.formats}
 
 
 def _load_data(opts: BenchOptions, plans: list[ModelPlan]) -> dict[str, Any] | None:

@@ -218,3 +218,13 @@ def test_a_board_with_only_the_edge_dependencies_runs_the_tflite_rows(bench_mode
     (model,) = doc["models"]
     assert model["artifacts"]["tflite-int8"]["cost"]["macs"] > 0  # counted from the flatbuffer, no torch or onnx
     assert model["torch_cost"] is None
+
+
+def test_the_terminal_tables_show_cost_speed_and_the_failure_notes(bench_results, capsys):
+    from benchmarks.table import print_table
+
+    print_table(_doc(bench_results / "rpi5"))
+    out = capsys.readouterr().out
+    assert "Cost per artifact" in out and "Speed per configuration" in out and "Raspberry Pi 5" in out
+    assert "failed [1]" in out and "[1] shufflenet onnx threads=1 batch=1: failed:" in out
+    assert "tflite-int8" in out and "p99" in out
