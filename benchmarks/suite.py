@@ -159,14 +159,14 @@ def torch_reference_cost(card: ModelCard) -> dict[str, Any] | None:
 def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Measure everything ``opts`` asks for; returns the result document (not yet written)."""
     from benchmarks.board import board_info, thermal_snapshot, throttle_warning
-    from benchmarks.probe import ProbeConfig, ProbeResult, run_probe
+    from benchmarks.results import RESULT_SCHEMA
     from benchmarks.runtimes import runtime_versions
     from edge_app.boards import resolve_board
 
     opts.check()
     profile = resolve_board(opts.board)
     threads = opts.threads or [profile.threads]
-    plans = plan_models(opts)
+    plans = plan_models(opts)  # every check that can refuse the run happens before anything is measured
     data = _load_data(opts, plans)
     frames = _frame_paths(opts.frames) if opts.frames else None
 
@@ -174,47 +174,12 @@ def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
     before = thermal_snapshot(profile)
     models, rows = [], []
     for plan in plans:
-        card = plan.card
-        progress(f"{plan.name}: counting {', '.join(plan.formats) or 'nothing'}")
-        torch_cost = torch_reference_cost(card)
-        artifacts = {fmt: artifact_figures(card, fmt, torch_cost) for fmt in plan.formats}
-        for fmt in plan.formats:
-            max_batch = card.artifact(fmt).max_batch
-            for t in threads:
-                for b in opts.batch:
-                    if b > max_batch:
-                        res = ProbeResult("skipped", f"its model card says it takes at most {max_batch} image(s) per "
-                                                     "invocation (convert with a dynamic batch to measure more)")
-                    else:
-                        res = run_probe(ProbeConfig(str(card.directory), fmt, t, b, opts.warmup, opts.min_time,
-                                                    opts.min_runs, timeout_s=opts.timeout))
-                    row = {"model": plan.name, "architecture": card.architecture, "format": fmt, "threads": t,
-                           "batch": b, "status": res.status, "reason": res.reason, **res.figures}
-                    rows.append(row)
-                    progress(_row_line(row))
-        fastest = fastest_threads(rows, plan, threads)
-        for fmt, why in plan.skipped.items():
-            rows.append({"model": plan.name, "architecture": card.architecture, "format": fmt, "threads": None,
-                         "batch": None, "status": "skipped", "reason": why})
-        entry: dict[str, Any] = {"name": plan.name, "dir": str(card.directory), "architecture": card.architecture,
-                                 "class_names": card.class_names, "input_size": card.preprocessing.size,
-                                 "card_created": card.created, "torch_cost": torch_cost, "artifacts": artifacts,
-                                 "skipped": plan.skipped}
-        if data is not None:
-            from benchmarks.accuracy import evaluate
-
-            progress(f"{plan.name}: accuracy on {len(data[plan.name].paths)} images")
-            entry["accuracy"] = evaluate(card, plan.formats, data[plan.name], threads=fastest)
-        if frames is not None:
-            from benchmarks.endtoend import run_frames
-
-            progress(f"{plan.name}: end to end on {len(frames)} frames")
-            entry["end_to_end"] = run_frames(card, plan.formats, frames, threads=fastest)
+        entry, model_rows = measure_model(plan, opts, threads, data[plan.name] if data else None, frames, progress)
         models.append(entry)
+        rows.extend(model_rows)
     after = thermal_snapshot(profile)
-
     return {
-        "schema": "cytoedge-bench/1",
+        "schema": RESULT_SCHEMA,
         "created": created.isoformat(timespec="seconds"),
         "board": board_info(profile),
         "environment": runtime_versions(),
@@ -225,6 +190,49 @@ def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
         "models": models,
         "rows": rows,
     }
+
+
+def measure_model(plan: ModelPlan, opts: BenchOptions, threads: list[int], data: Any, frames: list[Path] | None,
+                  progress: Callable[[str], None]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One model: its artifacts' cost, a fresh-process probe per format x threads x batch, accuracy, frames."""
+    from benchmarks.probe import ProbeConfig, ProbeResult, run_probe
+
+    card = plan.card
+    progress(f"{plan.name}: counting {', '.join(plan.formats) or 'nothing'}")
+    torch_cost = torch_reference_cost(card)
+    artifacts = {fmt: artifact_figures(card, fmt, torch_cost) for fmt in plan.formats}
+    rows = []
+    for fmt in plan.formats:
+        max_batch = card.artifact(fmt).max_batch
+        for t in threads:
+            for b in opts.batch:
+                if b > max_batch:
+                    res = ProbeResult("skipped", f"its model card says it takes at most {max_batch} image(s) per "
+                                                 "invocation (convert with a dynamic batch to measure more)")
+                else:
+                    res = run_probe(ProbeConfig(str(card.directory), fmt, t, b, opts.warmup, opts.min_time,
+                                                opts.min_runs, timeout_s=opts.timeout))
+                rows.append({"model": plan.name, "architecture": card.architecture, "format": fmt, "threads": t,
+                             "batch": b, "status": res.status, "reason": res.reason, **res.figures})
+                progress(_row_line(rows[-1]))
+    fastest = fastest_threads(rows, plan, threads)
+    rows += [{"model": plan.name, "architecture": card.architecture, "format": fmt, "threads": None, "batch": None,
+              "status": "skipped", "reason": why} for fmt, why in plan.skipped.items()]
+    entry: dict[str, Any] = {"name": plan.name, "dir": str(card.directory), "architecture": card.architecture,
+                             "class_names": card.class_names, "input_size": card.preprocessing.size,
+                             "card_created": card.created, "torch_cost": torch_cost, "artifacts": artifacts,
+                             "skipped": plan.skipped}
+    if data is not None:
+        from benchmarks.accuracy import evaluate
+
+        progress(f"{plan.name}: accuracy on {len(data.paths)} images")
+        entry["accuracy"] = evaluate(card, plan.formats, data, threads=fastest)
+    if frames is not None:
+        from benchmarks.endtoend import run_frames
+
+        progress(f"{plan.name}: end to end on {len(frames)} frames")
+        entry["end_to_end"] = run_frames(card, plan.formats, frames, threads=fastest)
+    return entry, rows
 
 
 def fastest_threads(rows: list[dict[str, Any]], plan: ModelPlan, threads: list[int]) -> dict[str, int]:
