@@ -90,6 +90,18 @@ def predict(model: torch.nn.Module, ds: CellDataset, device: torch.device, batch
     return torch.cat(logits).numpy(), torch.cat(embs).numpy()
 
 
+def constant_output_warning(logits: np.ndarray, cfg: TrainConfig) -> str | None:
+    """A warning when the model gives every image the same scores (dead units: learning has stopped), else None.
+
+    SqueezeNet 1.1 from random initialisation does this (its logits pass a ReLU; once all are
+    zero no gradient flows): the loss then sits at ln(classes) and the run cannot recover.
+    """
+    if len(logits) < 2 or float(np.ptp(logits, axis=0).max()) > 1e-6:
+        return None
+    return (f"warning: the model gives every image the same scores (CE = ln {logits.shape[1]}: dead units), "
+            f"training cannot recover; use a lower --lr (now {cfg.lr:g}), --pretrained / --weights, or another --model")
+
+
 def _save_checkpoint(path: Path, model: torch.nn.Module, opt: Any, sched: Any, epoch: int,
                      history: list[dict[str, float]]) -> None:
     buf = io.BytesIO()
@@ -156,7 +168,8 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
         t0 = time.perf_counter()
         tot = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "correct": 0, "n": 0}
         bar = tqdm(_loader(cfg, train_ds, fold, epoch, dist), desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}",
-                   leave=False, disable=not (cfg.progress and dist.is_main), unit="batch")
+                   leave=False, unit="batch",
+                   disable=None if (cfg.progress and dist.is_main) else True)  # None: off when stderr is not a terminal (logs)
         for x, y, _ in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(device.type, enabled=use_amp):
@@ -201,6 +214,9 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
             print(f"fold {fold} epoch {epoch + 1}/{cfg.epochs}: loss {tot['loss'] / n:.4f} "
                   f"(ce {tot['ce'] / n:.4f}, triplet {tot['triplet'] / n:.4f}) train acc {tot['correct'] / n:.3f} "
                   f"val acc {v_acc:.3f}  {tot['n'] / max(train_secs, 1e-9):.1f} img/s", flush=True)
+            stuck = constant_output_warning(v_logits, cfg)
+            if stuck:
+                print(f"fold {fold} epoch {epoch + 1}: {stuck}", flush=True)
             _save_checkpoint(ckpt_path, model, opt, sched, epoch, history)
         barrier(dist)
 

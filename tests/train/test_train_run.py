@@ -144,3 +144,19 @@ def test_torchrun_two_processes_on_cpu(synth_tree, tmp_path):
     assert history[0]["train_images"] == 2 * (len(split["train"]) // 2)
     summary = json.loads((out / "summary.json").read_text())
     assert [f["fold"] for f in summary["per_fold"]] == [0]
+
+
+def test_constant_output_warning_names_the_dead_model_and_what_to_do():
+    import numpy as np
+
+    from train.config import TrainConfig
+    from train.loop import constant_output_warning
+
+    cfg = TrainConfig(data="d", out="o", lr=0.02)
+    dead = np.zeros((6, 5), dtype=np.float32)  # SqueezeNet's ReLU'd logits after they died
+    msg = constant_output_warning(dead, cfg)
+    assert msg is not None and "ln 5" in msg and "--lr (now 0.02)" in msg
+    alive = dead.copy()
+    alive[2, 1] = 0.3
+    assert constant_output_warning(alive, cfg) is None
+    assert constant_output_warning(dead[:1], cfg) is None  # one image says nothing
