@@ -99,9 +99,10 @@ def build(info: ModelInfo, num_classes: int, *, pretrained: bool = False,
     if name == "densenet121":
         return EdgeNet(name, ReluThen(model.features), GlobalAvgPool(), nn.Linear(dim, num_classes), dim)
     if name == "squeezenet1_1":
-        # SqueezeNet's classifier is a 1x1 convolution on the map, then ReLU and pooling.
-        head = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(dim, num_classes, 1), nn.ReLU(inplace=True),
-                             nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        # SqueezeNet's classifier is a 1x1 convolution on the map, then ReLU and pooling. The pooling is
+        # a mean over H, W (as torchvision's AdaptiveAvgPool2d(1) + Flatten, same weights): onnx2tf turns
+        # ONNX's GlobalAveragePool + Flatten into a reshape to [1, -1], which breaks batched TFLite inference.
+        head = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(dim, num_classes, 1), nn.ReLU(inplace=True), GlobalAvgPool())
         nn.init.normal_(head[1].weight, mean=0.0, std=0.01)
         nn.init.zeros_(head[1].bias)
         return EdgeNet(name, model.features, GlobalAvgPool(), head, dim, head_on_map=True)
