@@ -97,6 +97,17 @@ def _prepare_out(out: Path) -> Path:
     return work
 
 
+def _refuse_dead_model(net: Any, x: Any, bundle_dir: Path) -> None:
+    """A model that gives every image the same scores cannot be calibrated (a zero int8 range): say so first."""
+    import torch
+
+    with torch.no_grad():
+        logits = net(torch.from_numpy(x))[0].numpy()
+    if len(logits) > 1 and float((logits.max(axis=0) - logits.min(axis=0)).max()) <= 1e-6:  # per class, over images
+        raise ConvertError(f"the model in {bundle_dir} gives every image the same scores (dead units, e.g. SqueezeNet "
+                           f"trained from scratch with too high a learning rate): retrain it; there is nothing to convert")
+
+
 def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOptions | None = None,
                    log: Callable[[str], None] = print) -> ModelCard:
     """Convert one checkpoint bundle into ``out_dir``; returns the written card.
@@ -143,6 +154,7 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
                     metadata=cw.onnx_metadata(bundle, source, "normalized", created))
         probe = normalized(val_crops[:2], spec).transpose(0, 3, 1, 2).copy()
         err = compare_with_torch(net, onnx_path, probe)
+        _refuse_dead_model(net, normalized(val_crops[:16], spec).transpose(0, 3, 1, 2).copy(), bundle.directory)
         note.append(f"{_mb(onnx_path)}, ONNX Runtime vs PyTorch max diff {err:.2g}")
         tfl_src = onnx_path
         if opts.tflite_input != "normalized" or opts.dynamic_batch:
