@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +53,82 @@ def tiny_bundle(synth_tree, tmp_path_factory):
                       epochs=4, lr=0.02, grad_clip=2.0, progress=False, seed=0)
     run_training(cfg)
     return out / "fold_0"
+
+
+_NET_EVENTS = ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "urllib.Request")
+_recording: list[list[tuple]] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _recording and event in _NET_EVENTS:
+        _recording[-1].append((event, args))
+
+
+sys.addaudithook(_audit)  # cannot be removed; it records only while `record_network` is active
+
+
+@contextlib.contextmanager
+def record_network():
+    """Every network attempt (connect, DNS lookup, urllib request) made inside the block, in a list."""
+    attempts: list[tuple] = []
+    _recording.append(attempts)
+    try:
+        yield attempts
+    finally:
+        _recording.remove(attempts)
+
+
+@dataclass
+class Conversion:
+    rc: int
+    out: Path
+    bundle: Path
+    stdout: str
+    stderr: str
+    network: list = field(default_factory=list)
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    from convert.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def convert_cli():
+    """``edge-convert`` in-process: ``convert_cli([...]) -> (exit code, stdout, stderr)``."""
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def converted(tiny_bundle, tmp_path_factory) -> Conversion:
+    """``edge-convert tiny_bundle --int8 --calib-images 20 --max-drop 100 --out ...`` run once, offline-checked.
+
+    ``--max-drop 100``: with a few dozen validation images one changed prediction is more than a
+    point, so the happy path does not depend on it; ``test_gate.py`` forces the gate instead.
+    """
+    out = tmp_path_factory.mktemp("converted") / "model"
+    with record_network() as attempts:
+        rc, so, se = run_cli([str(tiny_bundle), "--out", str(out), "--int8", "--calib-images", "20",
+                              "--max-batch", "8", "--max-drop", "100", "--keep-work"])
+    return Conversion(rc, out, Path(tiny_bundle), so, se, attempts)
+
+
+@pytest.fixture(scope="session")
+def device_model(converted) -> Path:
+    """The model folder of the one real conversion (ONNX -> onnx2tf -> fp32 + calibrated int8, max batch 8).
+
+    The device and benchmark tests run on it: the suite converts once. Tests that damage a
+    model copy it first (``model_copy``).
+    """
+    assert converted.rc == 0, f"edge-convert failed: {converted.stderr}"
+    return converted.out.resolve()
+
+
+@pytest.fixture(scope="session")
+def bench_model(device_model) -> Path:
+    """The same converted model folder, under the name the benchmark tests use."""
+    return device_model

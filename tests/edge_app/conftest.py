@@ -1,4 +1,4 @@
-"""Fixtures of the device tests: a real converted model (edge-convert on the shared tiny bundle) and frames."""
+"""Fixtures of the device tests: the synthetic fields, and a copy of ``device_model`` (tests/conftest.py) to damage."""
 
 from __future__ import annotations
 
@@ -6,18 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def device_model(tiny_bundle, tmp_path_factory) -> Path:
-    """A model folder written by the real edge-convert pipeline (ONNX -> onnx2tf -> fp32 + calibrated int8)."""
-    from convert.pipeline import ConvertOptions, convert_bundle
-
-    out = (tmp_path_factory.mktemp("device_model") / "model").resolve()
-    # The tiny model is trained for a few steps only: the accuracy gate is not what these tests are about.
-    convert_bundle(Path(tiny_bundle).resolve(), out, ConvertOptions(int8=True, calib_images=20, max_drop=100.0),
-                   log=lambda line: None)
-    return out
 
 
 @pytest.fixture(scope="session")
