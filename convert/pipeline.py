@@ -180,7 +180,7 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
 
     with stage("tflite") as note:
         tfl = run_onnx2tf(tfl_src, work, calibration)
-        note.append(", ".join(_mb(p) for p in tfl.values()) + f" (log: {work / LOG_FILE})")
+        note.append(", ".join(_mb(p) for p in tfl.values()) + f" (log: {out / 'logs' / LOG_FILE})")  # copied there at the end
 
     # artifacts into the model folder (atomic per file), the bundle copy for the torch row
     produced = {"onnx": onnx_path, **tfl}
