@@ -34,7 +34,7 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
-# The whole chain on synthetic data, offline: about 8 minutes on 2 cores after the install.
+# The whole chain on synthetic data, offline: about 3 minutes on 2 cores after the install.
 # 128 px and 12 epochs keep it short; lam 0.05 because from random initialisation the triplet
 # term on raw features starts ~10x the CE term and swamps it (README, edge-train).
 demo: $(STAMP)
