@@ -93,6 +93,14 @@ def print_summary(summary: dict[str, Any]) -> None:
     Console(width=120).print(t)
 
 
+def random_init_hint(cfg: TrainConfig) -> str | None:
+    """A note when the paper's small learning rate (meant for ImageNet weights) meets random initialisation."""
+    if cfg.pretrained or cfg.weights or cfg.lr > 1e-3:
+        return None
+    return (f"note: random initialisation with lr {cfg.lr:g} (the paper's, for ImageNet weights) learns very slowly; "
+            f"from scratch use e.g. --lr 0.02 --grad-clip 5 --lam 0.05 (README, edge-train), or --pretrained / --weights")
+
+
 def run_training(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any] | None:
     """Train the selected folds; returns the summary (on the main process) or None (other ranks)."""
     import torch
@@ -114,6 +122,9 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any] | 
             print(index.summary())
             print(f"training {cfg.model} with {cfg.loss} loss on {device} "
                   f"({dist.world_size} process{'es' if dist.enabled else ''}, {torch.get_num_threads()} threads)")
+            hint = random_init_hint(cfg)
+            if hint:
+                print(hint)
         selected = range(cfg.folds) if cfg.fold < 0 else [cfg.fold]
         results = []
         for k in selected:

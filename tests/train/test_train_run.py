@@ -160,3 +160,14 @@ def test_constant_output_warning_names_the_dead_model_and_what_to_do():
     alive[2, 1] = 0.3
     assert constant_output_warning(alive, cfg) is None
     assert constant_output_warning(dead[:1], cfg) is None  # one image says nothing
+
+
+def test_random_init_with_the_papers_learning_rate_gets_a_hint():
+    from train.config import TrainConfig
+    from train.run import random_init_hint
+
+    hint = random_init_hint(TrainConfig(data="d", out="o"))  # the paper's lr 1e-4, no weights
+    assert hint is not None and "lr 0.0001" in hint and "--lr 0.02" in hint
+    assert random_init_hint(TrainConfig(data="d", out="o", pretrained=True)) is None
+    assert random_init_hint(TrainConfig(data="d", out="o", weights="w.pth")) is None
+    assert random_init_hint(TrainConfig(data="d", out="o", lr=0.02)) is None
