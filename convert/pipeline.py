@@ -101,9 +101,11 @@ def _refuse_dead_model(net: Any, x: Any, bundle_dir: Path) -> None:
     """A model that gives every image the same scores cannot be calibrated (a zero int8 range): say so first."""
     import torch
 
+    from train.metrics import same_scores_for_every_image
+
     with torch.no_grad():
         logits = net(torch.from_numpy(x))[0].numpy()
-    if len(logits) > 1 and float((logits.max(axis=0) - logits.min(axis=0)).max()) <= 1e-6:  # per class, over images
+    if same_scores_for_every_image(logits):
         raise ConvertError(f"the model in {bundle_dir} gives every image the same scores (dead units, e.g. SqueezeNet "
                            f"trained from scratch with too high a learning rate): retrain it; there is nothing to convert")
 

@@ -32,7 +32,7 @@ from train.data.sipakmed import DatasetIndex
 from train.distributed import DistInfo, barrier
 from train.errors import TrainingDivergedError
 from train.losses import HybridLoss
-from train.metrics import classification_metrics
+from train.metrics import classification_metrics, same_scores_for_every_image
 from train.models import create_model, get_model_info
 
 CHECKPOINT = "checkpoint.pt"
@@ -96,7 +96,7 @@ def constant_output_warning(logits: np.ndarray, cfg: TrainConfig) -> str | None:
     SqueezeNet 1.1 from random initialisation does this (its logits pass a ReLU; once all are
     zero no gradient flows): the loss then sits at ln(classes) and the run cannot recover.
     """
-    if len(logits) < 2 or float(np.ptp(logits, axis=0).max()) > 1e-6:
+    if not same_scores_for_every_image(logits):
         return None
     return (f"warning: the model gives every image the same scores (CE = ln {logits.shape[1]}: dead units), "
             f"training cannot recover; use a lower --lr (now {cfg.lr:g}), --pretrained / --weights, or another --model")

@@ -42,6 +42,15 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     }
 
 
+def same_scores_for_every_image(logits: np.ndarray, tol: float = 1e-6) -> bool:
+    """True when no class score varies across the images (dead units: the model has stopped learning).
+
+    >>> same_scores_for_every_image(np.zeros((3, 5))), same_scores_for_every_image(np.eye(3))
+    (True, False)
+    """
+    return len(logits) > 1 and float(np.ptp(logits, axis=0).max()) <= tol
+
+
 def mean_std(per_fold: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean and (population) standard deviation of each metric over folds."""
     out = {}
