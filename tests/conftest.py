@@ -14,7 +14,7 @@ import pytest
 
 @pytest.fixture
 def no_network(monkeypatch):
-    """Fail any attempt to open a network connection (loopback included, except AF_UNIX)."""
+    """Fail any attempt to open a network connection (loopback included, except AF_UNIX) or to resolve a name."""
     attempts: list[object] = []
 
     def guard(self, address, *args, **kwargs):  # noqa: ANN001
@@ -23,9 +23,14 @@ def no_network(monkeypatch):
             raise OSError(f"network access blocked in test: connect to {address!r}")
         return real_connect(self, address, *args, **kwargs)
 
+    def no_lookup(host, *args, **kwargs):  # noqa: ANN001
+        attempts.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, f"name lookup blocked in test: {host!r}")
+
     real_connect = socket.socket.connect
     monkeypatch.setattr(socket.socket, "connect", guard)
     monkeypatch.setattr(socket.socket, "connect_ex", guard)
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
     return attempts
 
 
