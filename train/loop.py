@@ -54,7 +54,9 @@ def seed_everything(*parts: int) -> None:
 
 
 def preprocess_spec(cfg: TrainConfig) -> PreprocessSpec:
-    return PreprocessSpec(size=cfg.input_size, resize=cfg.resize or cfg.input_size)
+    """Input size from the config; mean/std the model's own (EfficientNet-Lite0's weights expect 0.5 / 0.5)."""
+    info = get_model_info(cfg.model)
+    return PreprocessSpec(size=cfg.input_size, resize=cfg.resize or cfg.input_size, mean=info.mean, std=info.std)
 
 
 def _loader(cfg: TrainConfig, ds: CellDataset, fold: int, epoch: int, dist: DistInfo) -> DataLoader:
@@ -138,7 +140,8 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
     val_ds = CellDataset(val_samples, spec, train=False)
 
     seed_everything(cfg.seed, fold)
-    model = create_model(cfg.model, len(names), pretrained=cfg.pretrained, weights=cfg.weights or None).to(device)
+    model = create_model(cfg.model, len(names), pretrained=cfg.pretrained, weights=cfg.weights or None,
+                         embedding=cfg.embedding).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           dampening=cfg.dampening)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.milestones, gamma=cfg.gamma)
@@ -243,7 +246,8 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
              "train": [[rel(s), s.label, s.group] for s in train_samples],
              "val": [[rel(s), s.label, s.group] for s in val_samples]}
     bundle = Bundle(architecture=cfg.model, class_names=names, class_groups=default_groups(names), preprocessing=spec,
-                    embedding_dim=get_model_info(cfg.model).embedding_dim, centroids=cents.tolist(), threshold=thr,
+                    embedding_dim=get_model_info(cfg.model).embedding_dim, embedding=cfg.embedding,
+                    centroids=cents.tolist(), threshold=thr,
                     threshold_quantile=cfg.threshold_quantile, config=cfg.to_dict(), fold=fold, folds=cfg.folds,
                     metrics={k: metrics[k] for k in ("accuracy", "precision", "recall", "specificity", "f1", "n")})
     write_bundle(fold_dir, bundle, model.state_dict(), split)
