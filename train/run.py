@@ -101,6 +101,15 @@ def random_init_hint(cfg: TrainConfig) -> str | None:
             f"from scratch use e.g. --lr 0.02 --grad-clip 5 --lam 0.05 (README, edge-train), or --pretrained / --weights")
 
 
+def check_initial_weights(cfg: TrainConfig) -> None:
+    """Load the ImageNet weights asked for once before anything is written: a missing file is a one-line
+    error that leaves no half-made run folder behind (and a download, when online, lands in the cache first)."""
+    if cfg.pretrained or cfg.weights:
+        from train.models import create_model
+
+        create_model(cfg.model, 2, pretrained=cfg.pretrained, weights=cfg.weights or None, embedding=cfg.embedding)
+
+
 def run_training(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any] | None:
     """Train the selected folds; returns the summary (on the main process) or None (other ranks)."""
     import torch
@@ -113,6 +122,8 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any] | 
     dist, device = init_distributed(cfg.device)
     try:
         if dist.is_main:
+            if not resume:
+                check_initial_weights(cfg)
             prepare_run_folder(cfg, resume)
             atomic_write_json(Path(cfg.out) / CONFIG_FILE, cfg.to_dict())
         barrier(dist)

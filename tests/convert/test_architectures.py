@@ -62,7 +62,7 @@ def test_a_dead_model_is_refused_before_conversion(tiny_bundle, tmp_path, conver
 
 
 def test_efficientnet_lite0_converts_with_its_own_normalisation_and_one_embedding_space(synth_tree, tmp_path,
-                                                                                       convert_cli):
+                                                                                       convert_cli, no_network):
     """ImageNet-initialised EfficientNet-Lite0 (TF "same" padding, ReLU6, mean = std = 0.5) -> ONNX -> fp32 + int8.
 
     The card carries the model's own mean/std, and every artifact's ``embedding`` output is the
@@ -99,3 +99,4 @@ def test_efficientnet_lite0_converts_with_its_own_normalisation_and_one_embeddin
         np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=tol)  # unit vectors, as in training
         assert 0 < entry.threshold <= 2.0  # distances between points of the unit sphere's ball
         assert np.all(np.linalg.norm(np.asarray(entry.centroids), axis=1) <= 1.0 + tol)
+    assert no_network == []  # --pretrained, training and conversion all ran offline

@@ -29,7 +29,7 @@ def edge_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("case", ["unknown_model", "folds_1", "few_images", "corrupt_config", "unknown_key",
-                                  "missing_data", "not_writable", "existing_run"])
+                                  "missing_data", "not_writable", "existing_run", "missing_weights"])
 def test_bad_input_is_one_line(tmp_path, case):
     data = _imagefolder(tmp_path / "data")
     base = ["--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--input-size", "32",
@@ -52,6 +52,8 @@ def test_bad_input_is_one_line(tmp_path, case):
         blocker = tmp_path / "file"
         blocker.write_text("x")  # a file where the run folder's parent should be: not writable even as root
         args, msg = ["--data", str(data), "--out", str(blocker / "run"), "--folds", "2"], "cannot write to output folder"
+    elif case == "missing_weights":
+        args, msg = base + ["--folds", "2", "--weights", str(tmp_path / "nope.pth")], "nope.pth does not exist"
     else:
         (tmp_path / "run").mkdir()
         (tmp_path / "run" / "config.json").write_text("{}")
@@ -62,6 +64,8 @@ def test_bad_input_is_one_line(tmp_path, case):
     assert len(lines) == 1 and lines[0].startswith("edge-train: error: "), r.stderr
     assert msg in lines[0]
     assert "Traceback" not in r.stderr
+    if case == "missing_weights":
+        assert not (tmp_path / "run" / "config.json").exists()  # checked before the run folder is made
 
 
 def test_config_file_values_and_cli_precedence(tmp_path):
