@@ -12,8 +12,8 @@ its fold's validation images and on ``--heldout`` (a tree generated with another
 from other frames, which no run saw), with PyTorch. The table gives mean +- sample std over the
 seeds, the share of held-out crops beyond the bundle's own "unknown" threshold (centroids and
 threshold in the embedding space the run trained), and training time per run. The confusion
-table gives, for the class pairs most confused over all runs, how many of the two classes'
-held-out crops were called the other class (summed over seeds).
+table gives, for the class pairs the first variant (the baseline) confuses most, how many of
+the two classes' held-out crops were called the other class (summed over seeds).
 
 Writes ``OUT/results.json`` and ``OUT/results.md`` (both tables and the commands).
 """
@@ -127,9 +127,9 @@ def summarize(results: dict[str, list[dict[str, Any]]], class_names: list[str], 
                      f"| {np.mean([r['final_train_triplet'] for r in runs]):.3f} |")
     cms = {name: np.sum([np.asarray(r["heldout"]["confusion_matrix"]) for r in runs], axis=0)
            for name, runs in results.items()}
-    total = np.sum(list(cms.values()), axis=0)
+    base = next(iter(cms.values()))  # the first variant (the baseline) names the confusable pairs
     k = len(class_names)
-    pairs = sorted(((total[i, j] + total[j, i], i, j) for i in range(k) for j in range(i + 1, k)), reverse=True)
+    pairs = sorted(((base[i, j] + base[j, i], i, j) for i in range(k) for j in range(i + 1, k)), reverse=True)
     pairs = [(i, j) for _, i, j in pairs[:top_pairs]]
     lines += ["", "| variant | " + " | ".join(f"{class_names[i]} ↔ {class_names[j]}" for i, j in pairs) + " |",
               "| --- |" + " ---: |" * len(pairs)]

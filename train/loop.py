@@ -95,8 +95,8 @@ def predict(model: torch.nn.Module, ds: CellDataset, device: torch.device, batch
 def constant_output_warning(logits: np.ndarray, cfg: TrainConfig) -> str | None:
     """A warning when the model gives every image the same scores (dead units: learning has stopped), else None.
 
-    SqueezeNet 1.1 from random initialisation does this (its logits pass a ReLU; once all are
-    zero no gradient flows): the loss then sits at ln(classes) and the run cannot recover.
+    A ReLU in front of the logits does this once all its inputs turn negative (torchvision's SqueezeNet
+    head had one; ours does not): no gradient flows, the loss sits at ln(classes), the run cannot recover.
     """
     if not same_scores_for_every_image(logits):
         return None
