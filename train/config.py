@@ -44,10 +44,12 @@ class TrainConfig:
     embedding: str = opt(DEFAULT_EMBEDDING, "what the triplet term, the centroids and the device's rejection see: "
                                             "'l2' (L2-normalised pooled features), 'bnneck' (BatchNorm neck) or "
                                             "'raw' (the pooled features, as in the paper)")
-    # -- loss (paper: CE with label smoothing 0.1 + 1.0 x batch-hard triplet, margin 1) ----
+    # -- loss (paper: CE with label smoothing 0.1 + 1.0 x batch-hard triplet, margin 1 on the raw features;
+    #    here margin 0.3 on the L2-normalised embedding, measured: README "The hybrid loss at lambda = 1") ----
     loss: str = opt("hybrid", "'hybrid' (CE + lam x triplet) or 'ce' (the cross-entropy baseline)")
     lam: float = opt(1.0, "weight of the triplet term")
-    margin: float = opt(1.0, "triplet margin alpha, on squared Euclidean distances")
+    margin: float = opt(0.3, "triplet margin alpha, on squared Euclidean distances between embeddings "
+                             "(the paper: 1, on raw features)")
     label_smoothing: float = opt(0.1, "label smoothing of the cross-entropy")
     mining: str = opt("batch_hard", "triplet mining: 'batch_hard' or 'batch_all'")
     sampler: str = opt("random", "'random' (the paper's reshuffled batches) or 'pk' (P classes x K images)")

@@ -85,8 +85,10 @@ def test_paper_recipe_is_the_default():
     c = TrainConfig()
     assert (c.lr, c.momentum, c.weight_decay, c.dampening, c.milestones, c.gamma, c.epochs, c.batch_size) == (
         1e-4, 0.9, 0.005, 0.0, [30, 60], 0.1, 100, 16)
-    assert (c.loss, c.lam, c.margin, c.label_smoothing, c.mining, c.folds, c.input_size) == (
-        "hybrid", 1.0, 1.0, 0.1, "batch_hard", 5, 224)
+    assert (c.loss, c.lam, c.label_smoothing, c.mining, c.folds, c.input_size) == (
+        "hybrid", 1.0, 0.1, "batch_hard", 5, 224)
+    # the one measured departure: the triplet term sees the L2-normalised embedding, margin 0.3 (the paper: raw, 1)
+    assert (c.embedding, c.margin) == ("l2", 0.3)
 
 
 def test_help_is_instant_and_imports_no_torch():
