@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -61,6 +61,7 @@ class AppOptions:
     max_frame_side: int = 8192  # larger frames are skipped (4K is 3840)
     max_frame_pixels: int = DEFAULT_MAX_PIXELS  # larger frames are skipped; files by their header, before decoding
     rescan: bool = False  # replace the slide's earlier frames instead of skipping the ones it holds
+    trust: Sequence[Path] | None = None  # public keys the model card must be signed by; None: the board profile's
     finder: FinderConfig = field(default_factory=FinderConfig)
 
 
@@ -198,7 +199,8 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
     if opts.max_fps is not None and not opts.max_fps > 0:
         raise CytoEdgeError(f"--max-fps must be > 0, got {opts.max_fps}")
     clf = Classifier(opts.model, opts.fmt, threads=threads, min_confidence=opts.min_confidence,
-                     prefer=board.interpreter, allow_rejected=opts.allow_rejected)
+                     prefer=board.interpreter, allow_rejected=opts.allow_rejected,
+                     trust=opts.trust if opts.trust else board.trust)
     log.info("model %s (%s, %s %s, %d threads) on %s", clf.card.architecture, clf.format, clf.loaded.runtime,
              clf.loaded.version, threads, board.title)
     summary = RunSummary(slide=slide, store=str(opts.out))

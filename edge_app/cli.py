@@ -101,6 +101,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frame-pixels", type=_pixels, default=DEFAULT_MAX_PIXELS,
                    help="skip frames larger than this many pixels; files are checked by their header, before "
                         "decoding (default: %(default)s)")
+    p.add_argument("--trust", type=Path, action="append", metavar="PUBKEY",
+                   help="run only models whose card is signed by this Ed25519 public key (PEM, from "
+                        "'edge-convert keygen'); repeat for several keys (default: the board profile's [security] trust)")
     w = p.add_argument_group("web view")
     w.add_argument("--web", action="store_true",
                    help="serve the live page, slide reports and review queue while capturing; stays up after "
@@ -212,7 +215,8 @@ def _run(argv: Sequence[str]) -> int:
                       board=a.board, min_confidence=a.min_confidence, allow_rejected=a.allow_rejected,
                       max_frames=a.max_frames, show=a.show, save_annotated=a.save_annotated, save_crops=a.save_crops,
                       min_free_mb=a.min_free_mb, camera_timeout=a.camera_timeout, camera_size=a.camera_size,
-                      max_fps=a.max_fps, finder=finder, rescan=a.rescan, max_frame_pixels=a.max_frame_pixels)
+                      max_fps=a.max_fps, finder=finder, rescan=a.rescan, max_frame_pixels=a.max_frame_pixels,
+                      trust=a.trust)
     if a.web:
         return _run_with_web(a, opts)
     _print_summary(run(opts))
