@@ -60,10 +60,12 @@ def png_bomb(path: str | os.PathLike[str], width: int = 20000, height: int = 200
 
 
 def _child_peak(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """Peak RSS of one child, measured in a fresh intermediate process (RUSAGE_CHILDREN is a running maximum)."""
+    """Peak RSS of one child, measured in a fresh intermediate process (RUSAGE_CHILDREN is a running maximum),
+    its exit status and its skip line (else its last line)."""
     code = ("import json, subprocess, sys, resource; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+            "lines = p.stderr.strip().splitlines() or p.stdout.strip().splitlines() or ['']; "
             "print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, p.returncode, "
-            "(p.stderr.strip().splitlines() or p.stdout.strip().splitlines() or [''])[-1]]))")
+            "next((x for x in lines if 'edge-app: skipped' in x), lines[-1])]))")
     import json
 
     done = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, env=env)
@@ -100,13 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutil.copy(bomb, with_bomb / "field_000_bomb.png")
     rows = []
     for name, src in (("edge-app, field only", alone), ("edge-app, bomb + field", with_bomb)):
+        shutil.rmtree(work / f"store-{src.name}", ignore_errors=True)
         cmd = [sys.executable, "-m", "edge_app", "--model", str(a.model), "--source", str(src), "--slide", "bomb",
                "--out", str(work / f"store-{src.name}"), "--threads", "1", "--save-crops", "none"]
         rows.append((name, *_child_peak(cmd, env)))
     rows.append(("cv2.imdecode of the bomb (no header check)",
                  *_child_peak([sys.executable, "-c", DECODE, str(bomb)], env)))
     print()
-    print(f"{'process':45s} {'peak RSS MB':>12s}  exit  last line")
+    print(f"{'process':45s} {'peak RSS MB':>12s}  exit  skip line (else last line)")
     for name, peak, rc, last in rows:
         print(f"{name:45s} {peak:12.0f}  {rc:4d}  {last[:110]}")
     return 0

@@ -1,8 +1,10 @@
 """The on-device loop: source -> cell finder -> classifier -> store (-> display).
 
 :func:`run` is the Python API behind ``edge-app``. It builds the classifier first (a
-bad or tampered model stops here), opens the store and the source, then processes
-frame after frame. A bad frame (None, empty, wrong rank, too small or too large) is
+bad, tampered, unsafe or unsigned model stops here), opens the store and the source,
+cleans up after an interrupted earlier run (:mod:`edge_app.leftovers`), learns which
+frames the slide already holds (:mod:`edge_app.resume`: those are skipped, or replaced
+with ``--rescan``), then processes frame after frame. A bad frame (None, empty, wrong rank, too small or too large) is
 skipped and counted; grey, RGBA, 16-bit and float frames are converted and counted;
 an unreadable file is logged and skipped. SIGINT/SIGTERM finish the current frame,
 record the run's summary and close the store; a second signal stops at once (the
@@ -209,8 +211,9 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
                              max_pixels=opts.max_frame_pixels, max_side=opts.max_frame_side)
     with source:
         store = Store(opts.out, min_free_mb=opts.min_free_mb, crop_policy=opts.save_crops)
-        lock = WriterLock(store.folder)
+        lock: WriterLock | None = None
         try:
+            lock = WriterLock(store.folder)
             summary.leftovers = after_interrupted_runs(store, lock)
             store.open_slide(slide, clf.class_names, clf.groups)
             committed = start_slide(store, slide, rescan=opts.rescan)
@@ -233,7 +236,8 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
                 store.end_run(summary.run_id, summary.to_dict())
         finally:
             store.close()
-            lock.release()
+            if lock is not None:
+                lock.release()
     return summary
 
 

@@ -161,8 +161,14 @@ def read_frame_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_M
     if w * h > max_pixels or (max_side is not None and max(w, h) > max_side):
         return FileRead(None, key, f"too large ({w}x{h} = {w * h / 1e6:.0f} MP by its header, over the limit of "
                                    f"{limit}; not decoded)", TOO_LARGE)
-    with (stderr or NativeStderr()).capture() as said:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    own = stderr is None
+    stderr = stderr or NativeStderr()
+    try:
+        with stderr.capture() as said:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    finally:
+        if own:
+            stderr.close()
     if image is None or image.size == 0:
         why = "not a readable image (corrupt or unsupported format)"
         if said:

@@ -181,15 +181,26 @@ def _consistent(tables: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list
 
 
 def _insert(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> int:
+    """Insert the rows (inside the caller's transaction) in batches; a batch that fails (a row whose values
+    were garbled past the schema's constraints) is undone and inserted row by row, skipping the bad rows."""
     cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
     sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
     n = 0
-    for row in rows:
+    for start in range(0, len(rows), BATCH):
+        values = [[row.get(c) for c in cols] for row in rows[start:start + BATCH]]
+        conn.execute("SAVEPOINT batch")
         try:
-            conn.execute(sql, [row.get(c) for c in cols])
-            n += 1
+            conn.executemany(sql, values)
+            n += len(values)
         except sqlite3.DatabaseError:
-            continue  # a row whose values were garbled past the schema's constraints
+            conn.execute("ROLLBACK TO batch")
+            for v in values:
+                try:
+                    conn.execute(sql, v)
+                    n += 1
+                except sqlite3.DatabaseError:
+                    continue
+        conn.execute("RELEASE batch")
     return n
 
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.kill_resume import committed_frames
 from edge_app.app import AppOptions, run
 from edge_app.cli import main
 from edge_app.errors import StoreError
@@ -166,14 +167,6 @@ def _start(device_model, source: Path, out: Path) -> subprocess.Popen:
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def committed(db: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0) as con:
-            return con.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.slow
 def test_kill_9_and_rerun_loop_counts_like_one_clean_run(device_model, distinct_frames, tmp_path):
     n = 30
@@ -190,7 +183,7 @@ def test_kill_9_and_rerun_loop_counts_like_one_clean_run(device_model, distinct_
     for target in sorted(rng.sample(range(n - 4), 6)):  # kill -9 once the store holds `target` frames, then a bit
         proc = _start(device_model, src, out)          # later: in start-up, a frame, a crop write or a commit
         deadline = time.monotonic() + 120
-        while committed(out / "cytoedge.sqlite") < target and proc.poll() is None and time.monotonic() < deadline:
+        while committed_frames(out / "cytoedge.sqlite") < target and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 0.25))
         if proc.poll() is not None:
