@@ -4,8 +4,8 @@
 bad, tampered, unsafe or unsigned model stops here), opens the store and the source,
 cleans up after an interrupted earlier run (:mod:`edge_app.leftovers`), learns which
 frames the slide already holds (:mod:`edge_app.resume`: those are skipped, or replaced
-with ``--rescan``), then processes frame after frame. A bad frame (None, empty, wrong rank, too small or too large) is
-skipped and counted; grey, RGBA, 16-bit and float frames are converted and counted;
+with ``--rescan``), then processes frame after frame. A bad frame (None, empty, wrong
+rank, too small or too large) is skipped and counted; grey, RGBA, 16-bit and float frames are converted and counted;
 an unreadable file is logged and skipped. SIGINT/SIGTERM finish the current frame,
 record the run's summary and close the store; a second signal stops at once (the
 frame in flight is rolled back, every committed frame stays).
