@@ -200,6 +200,7 @@ def get_classify_parser() -> argparse.ArgumentParser:
                    help="run an artifact that failed edge-convert's accuracy gate")
     p.add_argument("--no-table", action="store_true", help="no per-image table on the terminal, only the summary")
     _add_verbosity(p)
+    return p
 
 
 def get_store_parser() -> argparse.ArgumentParser:
