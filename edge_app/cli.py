@@ -346,8 +346,6 @@ def _classify(argv: Sequence[str]) -> int:
     clf = Classifier(a.model, a.fmt, threads=a.threads, min_confidence=a.min_confidence,
                      allow_rejected=a.allow_rejected)
     run = classify_files(clf, files)
-    for path, why in run.skipped:  # one line each, as the app does (printed, not logged: no handler may swallow it)
-        print(f"edge-app: skipped {path}: {why}", file=sys.stderr)
     if not a.no_table and not a.quiet and run.rows:
         print_table(run, f"{clf.card.architecture} ({clf.format}): {len(run.rows)} crops")
     for path, writer in ((a.json, write_json), (a.csv, write_csv)):

@@ -131,7 +131,7 @@ def classify_files(clf: Any, files: Iterable[Path], batch: int = BATCH) -> CropR
         img, why = read_crop(f)
         if img is None:
             run.skipped.append((str(f), why))
-            log.debug("skipped %s: %s", f, why)  # the CLI prints one line per skipped file
+            log.warning("skipped %s: %s", f, why)
             continue
         pending.append((f, img))
         if len(pending) >= batch:

@@ -53,8 +53,8 @@ def test_classify_writes_table_json_and_csv_and_skips_unreadable(device_model, c
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     # one line for the unreadable file, through the logger (the CLI prints it as "edge-app: skipped ...")
-    assert [r.getMessage() for r in caplog.records if r.name == "edge_app"] == [
-        f"skipped {crop_dirs['odd'] / 'broken.png'}: not a readable image (corrupt or unsupported format)"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "edge_app"]
+    assert len(logged) == 1 and logged[0].startswith(f"skipped {crop_dirs['odd'] / 'broken.png'}: not a readable image")
     rows = json.loads(out_json.read_text())
     assert len(rows) == 36 + 24 + 1
     assert all(list(r) == list(ROW_KEYS) for r in rows)
@@ -129,6 +129,6 @@ def test_the_command_prints_one_line_per_unreadable_file(device_model, crop_dirs
                         "--no-table"], cwd=repo, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     ours = [line for line in r.stderr.splitlines() if line.startswith("edge-app")]  # LiteRT may add an INFO line
-    assert ours == [f"edge-app: skipped {crop_dirs['odd'] / 'broken.png'}: "
-                    "not a readable image (corrupt or unsupported format)"]
+    assert len(ours) == 1 and ours[0].startswith(f"edge-app: skipped {crop_dirs['odd'] / 'broken.png'}: "
+                                                 "not a readable image (corrupt")
     assert r.stdout.startswith("classified 1 crops") and "skipped 1 unreadable" in r.stdout
