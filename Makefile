@@ -50,6 +50,7 @@ demo: $(STAMP)
 	$(BIN)/edge-app --model $(DEMO_MODEL) --source $(DEMO)/data/fields --slide demo \
 	    --out $(DEMO)/cytoedge-data --save-annotated
 	$(BIN)/edge-app report --slide demo --out $(DEMO)/cytoedge-data
+	$(BIN)/edge-app classify --model $(DEMO_MODEL) $(DEMO)/data/ood --json $(DEMO)/ood.json --no-table
 	$(BIN)/bench-device $(DEMO_MODEL) --data $(DEMO)/heldout \
 	    --frames $(DEMO)/data/fields --out $(DEMO)/results
 	$(BIN)/bench-device report $(DEMO)/results -o $(DEMO)/report.md

@@ -51,11 +51,12 @@ def no_network(monkeypatch):
 
 @pytest.fixture(scope="session")
 def synth_tree(tmp_path_factory):
-    """A small synthetic SIPaKMeD-shaped tree (5 classes x 24 crops from 4 frames each, 2 slide fields)."""
+    """A small synthetic SIPaKMeD-shaped tree (5 classes x 24 crops from 4 frames each, 2 slide fields,
+    6 non-cell crops per kind in negatives/ and ood/)."""
     from train.data.synth import SynthOptions, generate
 
     out = tmp_path_factory.mktemp("synth") / "data"
-    generate(SynthOptions(out=out, per_class=24, frames=4, seed=0, fields=2, frame_size=(640, 480)))
+    generate(SynthOptions(out=out, per_class=24, frames=4, seed=0, fields=2, frame_size=(640, 480), non_cells=6))
     return out
 
 

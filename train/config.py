@@ -55,6 +55,10 @@ class TrainConfig:
     sampler: str = opt("random", "'random' (the paper's reshuffled batches) or 'pk' (P classes x K images)")
     pk_classes: int = opt(4, "P, classes per batch with --sampler pk")
     pk_images: int = opt(4, "K, images per class with --sampler pk")
+    # -- outlier exposure (off by default): non-cell crops trained towards a uniform prediction --------
+    negatives: str = opt("", "folder of non-cell crops for outlier exposure, e.g. DATA/negatives written by "
+                             "edge-train synth (never its ood/ test set); '' = off")
+    oe_weight: float = opt(0.5, "weight of the outlier-exposure term (cross-entropy of non-cell crops to uniform)")
     # -- optimiser (paper: SGD momentum 0.9, wd 0.005, no dampening, lr 1e-4 x0.1 at 30, 60) --
     epochs: int = opt(100, "training epochs per fold")
     batch_size: int = opt(16, "images per batch (per process under torchrun)")
@@ -101,6 +105,9 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.lam >= 0 and self.margin >= 0, "lam and margin must be >= 0"),
             (self.grad_clip >= 0, "--grad-clip must be >= 0"),
+            (self.oe_weight >= 0, "--oe-weight must be >= 0"),
+            (not self.negatives or Path(self.negatives).is_dir(),
+             f"--negatives {self.negatives} is not a folder of non-cell crops (edge-train synth writes DATA/negatives)"),
         ]
         for ok, msg in checks:
             if not ok:
