@@ -18,6 +18,8 @@
 # Needs root (debootstrap, chroot, mounts) and qemu-user-static, binfmt-support, debootstrap
 # (the Makefile installs them). VENV is the x86 venv with the [all] extras (default .venv).
 # CYTOEDGE_CACHE moves the cache; PI_CHECK_CPUS="cortex-a72" runs one CPU model.
+# Without binfmt_misc (a container that may not mount it) a cached Pi is run with
+# `qemu-aarch64-static -L` instead (PI_CHECK_MODE=qemu-L forces that); nothing can be built then.
 set -euo pipefail
 
 CHECK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -94,12 +96,14 @@ edge_key="$( (echo "$base_key"; declare -f build_edge make_fake_apt copy_repo; c
 
 # ---- 1. binfmt -----------------------------------------------------------------------------------
 mark
-if [[ ! -e /proc/sys/fs/binfmt_misc/status ]]; then
-    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+export PI_CHECK_MODE=${PI_CHECK_MODE:-chroot}   # PI_CHECK_MODE=qemu-L tries the fallback on purpose
+if [[ "$PI_CHECK_MODE" == chroot ]]; then
+    if [[ ! -e /proc/sys/fs/binfmt_misc/status ]]; then
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+    fi
+    update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 fi
-update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 QEMU="$(qemu-aarch64-static --version | head -1 | sed 's/ version / /')"
-export PI_CHECK_MODE=${PI_CHECK_MODE:-chroot}
 if [[ "$PI_CHECK_MODE" == chroot ]] && grep -qs '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64; then
     lap; row "host: binfmt_misc qemu-aarch64" "$WALL" "$CPU" "registered ($QEMU)"
 elif [[ -d "$CACHE/pi-edge-$edge_key" ]]; then
