@@ -109,9 +109,9 @@ if [[ "$PI_CHECK_MODE" == chroot ]] && grep -qs '^enabled' /proc/sys/fs/binfmt_m
 elif [[ -d "$CACHE/pi-edge-$edge_key" ]]; then
     PI_CHECK_MODE=qemu-L
     say "WARNING: qemu-aarch64 is not registered with binfmt_misc here: running the cached Pi with"
-    say "WARNING: qemu-aarch64-static -L instead; the Pi cannot be rebuilt and bench-device is left out"
+    say "WARNING: qemu-aarch64-static -L instead; the Pi cannot be rebuilt here"
     lap; row "host: binfmt_misc qemu-aarch64" "$WALL" "$CPU" \
-        "NOT registered: fallback qemu-aarch64-static -L on the cached Pi ($QEMU); bench-device left out"
+        "NOT registered: fallback qemu-aarch64-static -L on the cached Pi ($QEMU)"
 else
     die "qemu-aarch64 cannot be registered with binfmt_misc here (no binfmt_misc, or not allowed in this container),
     and no emulated Pi is cached: it cannot be built without binfmt (dpkg runs arm64 programs).
@@ -184,7 +184,6 @@ pids=()
 for spec in "${RUNS[@]}"; do
     read -r label cpu venv board bench <<<"$spec"
     [[ " ${CPUS[*]} " == *" $cpu "* ]] || continue
-    [[ "$PI_CHECK_MODE" == chroot ]] || bench=-
     bash "$CHECK_DIR/pi-run.sh" "$PI_ROOT" "$cpu" "$venv" "$board" "$label" "$WORK" "$bench" >"$WORK/$label.run.log" 2>&1 &
     pids+=($!)
     [[ "$PI_CHECK_MODE" == chroot ]] || wait $!   # qemu -L: one at a time (one /proc/cpuinfo file)
