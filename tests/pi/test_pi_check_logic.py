@@ -229,3 +229,20 @@ def test_pip_settings_for_the_pi_keep_the_index_and_drop_local_paths():
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _bench(side: Path, board: dict, p50: float) -> None:
+    folder = side / "bench" / board["name"]
+    folder.mkdir(parents=True)
+    doc = {"board": board, "rows": [{"format": "tflite-int8", "status": "ok", "latency": {"p50_ms": p50}}],
+           "models": [{"artifacts": {"tflite-int8": {"cost": {"macs": 1000, "params": 10}}}}]}
+    (folder / "20261201-120000.json").write_text(json.dumps(doc))
+
+
+def test_bench_row_names_the_isa_features_the_pi_has_and_lacks(tmp_path):
+    isa = {f: f == "asimd" for f in ("asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2")}  # a Cortex-A72
+    _bench(tmp_path / "x86", {"name": "x86-workstation", "isa": {"avx2": True}}, 2.0)
+    _bench(tmp_path / "pi4", {"name": "rpi4-emulated", "isa": isa, "emulated": "qemu-user cortex-a72 on x86_64"}, 90.0)
+    (check,) = compare.compare_bench(tmp_path / "x86", tmp_path / "pi4")
+    assert check.ok and "tflite-int8 p50 90.0 ms (qemu-user cortex-a72 on x86_64: not board timings)" in check.detail
+    assert check.detail.endswith("ISA features: asimd (not asimdhp, asimddp, i8mm, bf16, sve, sve2)")

@@ -255,6 +255,17 @@ def _bench_doc(side: Path) -> dict | None:
     return json.loads(files[-1].read_text(encoding="utf-8")) if files else None
 
 
+def _isa_line(isa: dict[str, bool]) -> str:
+    """The ISA features bench-device found, then those it did not.
+
+    >>> _isa_line({"asimd": True, "asimddp": False, "i8mm": False})
+    'asimd (not asimddp, i8mm)'
+    """
+    have = [f for f, on in isa.items() if on]
+    lack = [f for f, on in isa.items() if not on]
+    return (", ".join(have) or "none") + (f" (not {', '.join(lack)})" if lack else "") if isa else "none listed"
+
+
 def compare_bench(a_dir: Path, b_dir: Path) -> list[Check]:
     da, db = _bench_doc(a_dir), _bench_doc(b_dir)
     if db is None:
@@ -266,7 +277,7 @@ def compare_bench(a_dir: Path, b_dir: Path) -> list[Check]:
     if costs(da) != costs(db):
         problems.append(f"counted MACs / params differ: {costs(da)} != {costs(db)}")
     lat = ", ".join(f"{r['format']} p50 {r['latency']['p50_ms']:.1f} ms" for r in db["rows"] if r["status"] == "ok")
-    isa = ", ".join(db["board"].get("isa", [])) or "none listed"
+    isa = _isa_line(db["board"].get("isa", {}))
     emulated = db["board"].get("emulated", "")
     where = f" ({emulated}: not board timings)" if emulated else ""
     return [Check("bench-device", not problems, _summary(problems) if problems else
