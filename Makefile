@@ -15,6 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 help:
 	@echo "make demo   synthetic data -> train -> convert int8 -> edge-app on frames -> bench report (in demo/)"
 	@echo "make test   install everything needed and run the test suite"
+	@echo "make pi-check  the Raspberry Pi path on an emulated Pi 4 / Pi 5, compared with x86 (root; after make test)"
 
 venv: $(STAMP)
 
@@ -57,6 +58,22 @@ demo: $(STAMP)
 	@echo "demo: runs in $(DEMO_RUN), model in $(DEMO_MODEL), slide store in $(DEMO)/cytoedge-data,"
 	@echo "      bench report $(DEMO)/report.md + $(DEMO)/report.html; browse: $(BIN)/edge-app serve --out $(DEMO)/cytoedge-data"
 	@$(BIN)/python -m benchmarks.demo_summary $(DEMO)/results
+
+# The Raspberry Pi path on an emulated Pi 4 and Pi 5 (qemu-user, Debian bookworm arm64), compared with
+# x86: hardware/pi/check/pi-check.sh. Needs root; the Pi's userland is cached in ~/.cache/cytoedge.
+# PI_CHECK_IF_CACHED=1 (.ci/run): installs nothing, and skips loudly when this checkout's Pi is not cached.
+# An existing x86 venv (VENV=DIR, or the .venv make test built) is used as it is, never reinstalled here.
+.PHONY: pi-check
+pi-check:
+	@test -x $(BIN)/edge-convert || $(MAKE) venv
+	@if command -v qemu-aarch64-static >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 \
+	    && command -v update-binfmts >/dev/null 2>&1; then :; \
+	elif [ -n "$$PI_CHECK_IF_CACHED" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    qemu-user-static binfmt-support debootstrap >/dev/null; \
+	else echo "pi-check needs Debian's qemu-user-static, binfmt-support and debootstrap: run it as root" >&2; exit 1; fi
+	VENV=$(abspath $(VENV)) bash hardware/pi/check/pi-check.sh
 
 constraints:
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^cytoedge' > requirements/constraints.new

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.board import isa_summary
 from benchmarks.results import load_results
 from benchmarks.table import COST_COLUMNS, SPEED_COLUMNS, cost_rows, per_class_rows, speed_rows
 from edge_app.atomic import atomic_write_bytes, atomic_write_text
@@ -285,14 +286,16 @@ def _board_rows(views: list[BoardView]) -> list[dict[str, str]]:
         b, env = v.board, v.environment
         runtimes = ", ".join(f"{k} {env[k]}" for k in ("ai-edge-litert", "tflite-runtime", "onnxruntime", "torch")
                              if k in env)
-        rows.append({"board": v.slug, "title": b["title"], "CPU": b.get("cpu_model", ""), "cores": str(b.get("cores", "")),
+        rows.append({"board": v.slug, "title": b["title"], "CPU": b.get("cpu_model", ""),
+                     "ISA features": isa_summary(b.get("isa", {})), "cores": str(b.get("cores", "")),
                      "RAM GB": f"{b.get('ram_bytes', 0) / (1 << 30):.1f}", "OS": b.get("os", ""),
                      "Python": b.get("python", ""), "runtimes": runtimes, "runs": str(len(v.files)),
                      "throttled": "yes" if v.warnings else "no"})
     return rows
 
 
-BOARD_COLUMNS = ("board", "title", "CPU", "cores", "RAM GB", "OS", "Python", "runtimes", "runs", "throttled")
+BOARD_COLUMNS = ("board", "title", "CPU", "ISA features", "cores", "RAM GB", "OS", "Python", "runtimes", "runs",
+                 "throttled")
 
 
 def _sections(views: list[BoardView], images: dict[str, bytes | None]) -> list[tuple[str, str, Any]]:
@@ -309,6 +312,9 @@ def _sections(views: list[BoardView], images: dict[str, bytes | None]) -> list[t
         ("table", "", (BOARD_COLUMNS, _board_rows(views))),
     ]
     for v in views:
+        if v.board.get("emulated"):
+            blocks.append(("warn", f"{v.board['title']}: measured under an emulator ({v.board['emulated']}); its "
+                                   "timings are not board timings, only its costs and accuracy carry over", None))
         for w in v.warnings:
             blocks.append(("warn", f"{v.board['title']}: {w}", None))
     for v in views:

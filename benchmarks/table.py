@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.board import isa_summary
+
 MB = 1 << 20
 COST_COLUMNS = ("model", "format", "GMACs", "GFLOPs", "params M", "file MB", "act. MB", "acc %", "F1 %",
                 "abn sens %", "abn spec %", "agree %")
@@ -124,6 +126,9 @@ def print_table(doc: dict[str, Any]) -> None:
                 f"{board['cores']} cores", SPEED_COLUMNS, rows)
     for n in notes:
         print(n)
+    print(f"CPU: {board.get('cpu_model') or board.get('machine', '')}; ISA features: {isa_summary(board.get('isa', {}))}")
+    if board.get("emulated"):
+        print(f"note: run under an emulator ({board['emulated']}): these timings are not board timings")
     warning = doc.get("thermal", {}).get("warning")
     if warning:
         print(f"warning: {warning}")

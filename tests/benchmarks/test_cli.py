@@ -171,6 +171,26 @@ def test_report_merges_boards_into_markdown_and_self_contained_html(bench_result
     assert "src='http" not in page and 'src="http' not in page and "report_files/" not in page
 
 
+def test_report_shows_isa_features_and_marks_an_emulated_board(bench_results, tmp_path, capsys):
+    from benchmarks.board import isa_features, isa_summary
+
+    results = _copy(bench_results, tmp_path / "results")
+    x86 = next(p for p in results.iterdir() if p.name != "rpi5")
+    assert _doc(x86)["board"]["isa"] == isa_features()  # this machine's, recorded by the real run
+    (path,) = (results / "rpi5").glob("*.json")
+    doc = json.loads(path.read_text())
+    doc["board"].update(slug="rpi5-emulated", title="Raspberry Pi 5 Model B (emulated)",
+                        emulated="qemu-user cortex-a76 on x86-64",
+                        isa={"asimd": True, "asimddp": True, "i8mm": False})
+    path.write_text(json.dumps(doc))
+    assert main(["report", str(results), "-o", str(tmp_path / "report.md")]) == 0
+    capsys.readouterr()
+    md = (tmp_path / "report.md").read_text()
+    assert "| ISA features |" in md and "asimd asimddp (no i8mm)" in md
+    assert isa_summary(isa_features()) in md
+    assert "measured under an emulator (qemu-user cortex-a76 on x86-64)" in md and "not board timings" in md
+
+
 def test_report_refuses_an_empty_folder_and_a_foreign_json(tmp_path, capsys):
     (tmp_path / "none").mkdir()
     assert "no result files" in _one_error_line(capsys, ["report", str(tmp_path / "none")])
