@@ -24,6 +24,7 @@ classifier, instead of the sum of all of them.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -40,7 +41,9 @@ class Prefetcher(Generic[T]):
     """Iterate ``work(x)`` for every ``x`` of ``items``, computed in a thread one item ahead of the consumer.
 
     An exception raised by ``items`` or ``work`` is raised to the consumer at the item where it
-    happened; :meth:`close` stops asking for more (after the item in progress).
+    happened; :meth:`close` stops asking for more. The thread is a daemon: a source that never
+    answers (a hung mount, a camera driver) cannot keep the process alive after a stop, since a
+    signal interrupts only the main thread's wait, not the reader's.
 
     >>> with Prefetcher(iter([1, 2, 3]), lambda x: x * 10) as p:
     ...     list(p)
@@ -49,13 +52,24 @@ class Prefetcher(Generic[T]):
 
     def __init__(self, items: Iterator[Any], work: Callable[[Any], T], name: str = "cytoedge-reader") -> None:
         self._items, self._work = items, work
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._next: Future | None = None
+        self._asks: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+        self._asked = False  # an item is being computed (or waits in _answers)
         self._done = False
 
-    def _one(self) -> Any:
-        item = next(self._items, _END)
-        return _END if item is _END else self._work(item)
+    def _serve(self) -> None:
+        while self._asks.get() is not _END:
+            try:
+                item = next(self._items, _END)
+                self._answers.put((True, _END if item is _END else self._work(item)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                self._answers.put((False, exc))
+
+    def _ask(self) -> None:
+        self._asks.put(None)
+        self._asked = True
 
     def __iter__(self) -> "Prefetcher[T]":
         return self
@@ -63,25 +77,29 @@ class Prefetcher(Generic[T]):
     def __next__(self) -> T:
         if self._done:
             raise StopIteration
-        if self._next is None:
-            self._next = self._pool.submit(self._one)
-        try:
-            value = self._next.result()  # a signal handler that raises interrupts this wait
-        except BaseException:
-            if self._next.done():  # the work itself failed: nothing more comes
-                self._done = True
-                self._next = None
-            raise
+        if not self._asked:
+            self._ask()
+        ok, value = self._answers.get()  # a signal handler that raises interrupts this wait; the answer stays queued
+        self._asked = False
+        if not ok:  # the work itself failed: nothing more comes
+            self._done = True
+            raise value
         if value is _END:
             self._done = True
             raise StopIteration
-        self._next = self._pool.submit(self._one)  # read the next frame while this one is processed
+        self._ask()  # read the next frame while this one is processed
         return value
 
-    def close(self) -> None:
-        """Stop prefetching; waits for the item in progress (stop its source first so that it ends soon)."""
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop prefetching: wait up to ``timeout`` s for the item in progress (stop its source first so that it
+        ends soon); a source that does not answer by then is left to its daemon thread. True if the thread ended."""
         self._done = True
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._asks.put(_END)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the source did not answer within %.0f s of the stop; its reader thread is left behind", timeout)
+            return False
+        return True
 
     def __enter__(self) -> "Prefetcher[T]":
         return self
