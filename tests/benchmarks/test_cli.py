@@ -139,6 +139,14 @@ def test_a_run_measures_every_format_and_writes_one_result_file(bench_results, s
     assert {a["n"] for a in acc.values()} == {30} and acc["torch"]["reference"] == "torch"
     assert acc["torch"]["agreement"] == 1.0 and acc["onnx"]["agreement"] >= 0.95
     assert acc["tflite-fp32"]["accuracy"] == pytest.approx(acc["torch"]["accuracy"], abs=0.07)
+    # the board's peak (one 1x1 convolution) and each row's share of it at the same thread count
+    for dtype in ("int8", "fp32"):
+        (t, v), = doc["peak"][dtype].items()
+        assert int(t) == rows[f"tflite-{dtype}"]["threads"] and v["gmacs_per_s"] > 0
+    roof = rows["tflite-int8"]["roofline"]
+    assert roof["gmacs_per_s"] == pytest.approx(arts["tflite-int8"]["cost"]["macs"] / rows["tflite-int8"]["latency"]
+                                                ["p50_ms"] / 1e6, rel=1e-3)
+    assert 0 < roof["fraction_of_peak"] == pytest.approx(roof["gmacs_per_s"] / roof["peak_gmacs_per_s"], rel=1e-3)
     e2e = model["end_to_end"]
     n_fields = len(list((synth_tree / "fields").glob("*.png")))
     for fmt in ("tflite-int8", "tflite-fp32"):
@@ -161,7 +169,8 @@ def test_report_merges_boards_into_markdown_and_self_contained_html(bench_result
     assert rc == 0 and "report:" in capsys.readouterr().out
     md = (tmp_path / "report.md").read_text()
     page = (tmp_path / "report.html").read_text()
-    for title in ("Raspberry Pi 5", "Table 3 view", "Latency vs FLOPs", "Pareto front", "Memory per model"):
+    for title in ("Raspberry Pi 5", "Table 3 view", "Latency vs FLOPs", "Pareto front", "Memory per model",
+                  "Roofline", "% of peak"):
         assert title in md and title in page
     pngs = sorted((tmp_path / "report_files").glob("*.png"))
     assert [p.stem for p in pngs] == ["accuracy_vs_latency", "latency_vs_flops", "memory"]
@@ -237,6 +246,7 @@ def test_a_board_with_only_the_edge_dependencies_runs_the_tflite_rows(bench_mode
     assert status["torch"][0] == "skipped" and "torch" in status["torch"][1]
     (model,) = doc["models"]
     assert model["artifacts"]["tflite-int8"]["cost"]["macs"] > 0  # counted from the flatbuffer, no torch or onnx
+    assert doc["peak"]["int8"]["1"]["gmacs_per_s"] > 0  # the peak model is built without TensorFlow
     assert model["torch_cost"] is None
 
 
