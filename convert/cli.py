@@ -9,18 +9,21 @@ model_card.json. Exit status: 0 all artifacts pass, 2 bad input or a failed stag
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from convert.calibration import DEFAULT_CALIB_IMAGES, MIN_CALIB_IMAGES
 from convert.pipeline import ConvertOptions, convert_bundle  # light: heavy imports happen inside convert_bundle
 from edge_app.clitools import run_cli
+from edge_app.configfile import add_config_option, parse_args
 
 
 def get_parser() -> argparse.ArgumentParser:
     d = ConvertOptions()  # the defaults live in the dataclass only; the help text reads them from there
     p = argparse.ArgumentParser(prog="edge-convert", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_option(p)
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help="a fold folder written by edge-train (bundle.json, weights.pt, split.json)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="model folder to write (created if missing)")
     p.add_argument("--int8", action="store_true", help="also write model_int8.tflite: full-integer, calibrated on training images")
@@ -52,7 +55,7 @@ def options_from_args(args: argparse.Namespace) -> ConvertOptions:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = get_parser().parse_args(argv)
+    args = parse_args(get_parser(), list(sys.argv[1:] if argv is None else argv))
     convert_bundle(args.bundle, args.out, options_from_args(args))
     return 0
 

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["edge_app.finder", "edge_app.display", "edge_app.report",
+@pytest.mark.parametrize("module", ["edge_app.finder", "edge_app.display", "edge_app.report", "edge_app.configfile",
                                     "benchmarks.finder_accuracy"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module))
