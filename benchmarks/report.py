@@ -39,6 +39,7 @@ class BoardView:
     rows: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    board_warnings: list[str] = field(default_factory=list)  # --board named another board than the one detected
 
     def doc(self) -> dict[str, Any]:
         """The merged view in the shape of one result document (for :mod:`benchmarks.table`)."""
@@ -63,6 +64,9 @@ def merge(docs: Iterable[dict[str, Any]]) -> list[BoardView]:
         warning = doc.get("thermal", {}).get("warning")
         if warning:
             view.warnings.append(f"{doc.get('created', '')}: {warning}")
+        mismatch = doc.get("board_check", {}).get("warning")
+        if mismatch:
+            view.board_warnings.append(f"{doc.get('created', '')}: {mismatch}")
     return list(views.values())
 
 
@@ -309,7 +313,7 @@ def _sections(views: list[BoardView], images: dict[str, bytes | None]) -> list[t
         ("table", "", (BOARD_COLUMNS, _board_rows(views))),
     ]
     for v in views:
-        for w in v.warnings:
+        for w in v.board_warnings + v.warnings:
             blocks.append(("warn", f"{v.board['title']}: {w}", None))
     for v in views:
         blocks += [("h2", f"Table 3 view - {v.board['title']}", None),
