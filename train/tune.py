@@ -307,9 +307,10 @@ def requeue_stale_trials(study: Any, say: Callable[[str], None]) -> list[int]:
         study.tell(t.number, state=TrialState.FAIL)
         _requeue(study, t)
         requeued.append(t.number)
-        done = max(t.intermediate_values, default=-1) + 1
+        done = len(t.intermediate_values)
         say(f"trial {t.number} was left RUNNING by a killed search: marked FAIL and re-queued with the same values "
-            f"(its run resumes from its checkpoint, {done} epoch(s) already reported)")
+            + (f"(its run resumes from its checkpoint; {done} epoch(s) already reported)" if done else
+               "(no epoch had finished: it starts again)"))
     return requeued
 
 
