@@ -125,7 +125,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
     pct = (lambda k: f"{k / n:.1%}") if n else (lambda k: "-")
     lines = [f"# Slide {rep['slide']}", "", f"> **{rep['disclaimer']}**", "",
              f"**Triage: {rep['triage']['verdict']}** - " + "; ".join(rep["triage"]["reasons"]), "",
-             f"{rep['frames']} frames, {n} cells, abnormal fraction {rep['abnormal_fraction']:.1%}. "
+             f"{rep['frames']} frames, {n} cells, abnormal fraction {pct(rep['per_group'].get(ABNORMAL, 0))}. "
              f"Report generated {rep['generated']}.", "",
              "| clinical group | cells | share |", "| --- | ---: | ---: |"]
     lines += [f"| {g} | {k} | {pct(k)} |" for g, k in rep["per_group"].items()]

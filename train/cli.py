@@ -34,7 +34,8 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
             help_ = meta.get("flag_help") or f"{meta.get('help', '')} (default: {'on' if default else 'off'})"
             p.add_argument(flag, dest=f.name, action="store_const", const=not default, default=None, help=help_)
             continue
-        help_ = f"{meta.get('help', '')} (default: {meta.get('default_text') or default})"
+        shown = meta.get("default_text") or (default if default != "" else "none")
+        help_ = f"{meta.get('help', '')} ({shown if shown == 'required' else f'default: {shown}'})"
         if isinstance(default, list):
             item = list_item_type(f.name)
             p.add_argument(flag, dest=f.name, type=item, nargs=meta.get("nargs", "+"), default=None,

@@ -37,7 +37,7 @@ def opt(default: Any, help: str, *, flag: str = "", flag_help: str = "", factory
 @dataclass
 class TrainConfig:
     # -- data -------------------------------------------------------------------
-    data: str = opt("", "dataset root: a SIPaKMeD download or an ImageFolder tree")
+    data: str = opt("", "dataset root: a SIPaKMeD download or an ImageFolder tree", default_text="required")
     out: str = opt("runs/train", "run folder: config.json, summary.json and one fold_<k>/ bundle per fold")
     input_size: int = opt(224, "model input side; the paper resizes and centre-crops to 224 x 224")
     resize: int = opt(0, "shorter side before the centre crop; 0 = --input-size")

@@ -65,6 +65,7 @@ class TuneOptions:
     storage: str = ""  # an Optuna storage URL or a .sqlite file; "" = OUT/study.sqlite
     study_name: str = ""  # "" = the name of the OUT folder
     search: dict[str, ParamRange] = field(default_factory=lambda: dict(DEFAULT_SPACE))
+    baseline: bool = False  # first evaluate `train`'s own values of the searched options (once per study)
 
     @property
     def name(self) -> str:
@@ -314,6 +315,16 @@ def requeue_stale_trials(study: Any, say: Callable[[str], None]) -> list[int]:
     return requeued
 
 
+def enqueue_baseline(study: Any, opts: TuneOptions, say: Callable[[str], None]) -> None:
+    """Queue the configuration as it stands (the values of the searched options in ``opts.train``), once per study,
+    so the study shows what the search gained over it."""
+    if any(t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)):
+        return
+    values = {name: getattr(opts.train, name) for name in opts.search}
+    study.enqueue_trial(values, user_attrs={"baseline": True})
+    say(f"tune: baseline queued first: {', '.join(f'{k} {v:g}' if isinstance(v, float) else f'{k} {v}' for k, v in values.items())}")
+
+
 def state_counts(study: Any) -> dict[str, int]:
     return dict(Counter(t.state.name for t in study.get_trials(deepcopy=False)))
 
@@ -453,6 +464,8 @@ def run_tune(opts: TuneOptions, say: Callable[[str], None] | None = None) -> Tun
         study = _load_study(opts, create=True)
         _check_settings(study, opts)
         requeue_stale_trials(study, say)
+        if opts.baseline:
+            enqueue_baseline(study, opts, say)
         counts = state_counts(study)
     finished = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
     say(f"tune: study {opts.name!r} in {opts.storage_url}: {finished} of {opts.trials} trials finished"

@@ -56,12 +56,20 @@ def get_parser() -> argparse.ArgumentParser:
                         "koilocytotic + dyskeratotic cells found at --specificity (default: %(default)s)")
     g.add_argument("--specificity", type=fraction_arg, default=d.specificity, metavar="SHARE",
                    help="the fixed specificity of abnormal-sensitivity: 0.95 or 95%% (default: 95%%)")
+    g.add_argument("--baseline", action="store_true",
+                   help="evaluate the configuration as it stands first (the searched options' values without "
+                        "tuning: the paper's, or the ones the config file sets beside a [search] range), so the "
+                        "study shows what the search gained")
     g.add_argument("--storage", default="", metavar="URL",
                    help="Optuna storage: a .sqlite file or a database URL (default: OUT/study.sqlite)")
     g.add_argument("--study-name", default="", help="study name in the storage (default: the --out folder's name)")
-    t = p.add_argument_group("training (edge-train's options; --out is the study folder, default runs/tune; "
-                             "--fold k searches on one fold, the default all folds)")
+    t = p.add_argument_group("training (edge-train's options: fixed for every trial unless searched)")
     add_config_options(t)  # type: ignore[arg-type]
+    for action in t._group_actions:  # the same option, another meaning here
+        if action.dest == "out":
+            action.help = f"study folder: study.sqlite, trials/, run.toml, best.json, plots (default: {DEFAULT_OUT})"
+        elif action.dest == "fold":
+            action.help = "search on this fold only (0-based); -1 = every fold, the objective their mean (default: -1)"
     return p
 
 
@@ -96,7 +104,7 @@ def options_from_argv(argv: Sequence[str]) -> "TuneOptions":
                           "file or [search]); give one a range in the config file's [search] table")
     return TuneOptions(cfg, out=cfg.out, trials=args.trials, timeout=args.timeout, jobs=args.jobs,
                        objective=args.objective, specificity=args.specificity, storage=args.storage,
-                       study_name=args.study_name, search=space)
+                       study_name=args.study_name, search=space, baseline=args.baseline)
 
 
 def main(argv: Sequence[str]) -> int:

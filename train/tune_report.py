@@ -124,6 +124,10 @@ def print_summary(study: Any, opts: "TuneOptions", say: Callable[[str], None], t
                     for n in names], str(tr.user_attrs.get("seconds", "")))
     Console(width=120).print(t)
     best = best_trial(study)
+    base = next((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")), None)
+    if base is not None and base.value is not None and best is not None:
+        say(f"baseline: trial {base.number}, {opts.objective} {base.value:.4f}; the best trial is "
+            f"{best.value - base.value:+.4f} from it")
     if best is not None:
         say(f"best: trial {best.number}, {opts.objective} {best.value:.4f}; configuration {Path(opts.out) / RUN_TOML} "
             f"(train it: edge-train --config {Path(opts.out) / RUN_TOML}); its bundles: {best.user_attrs.get('run_dir')}")

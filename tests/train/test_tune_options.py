@@ -113,3 +113,22 @@ def test_objectives_on_known_predictions():
     sens = epoch_objective(TuneOptions(None, objective="abnormal-sensitivity", specificity=0.95),  # type: ignore[arg-type]
                            logits, labels, names)
     assert sens == pytest.approx(2 / 3)  # 2 of 3 abnormal cells found with no normal cell flagged
+
+
+def test_baseline_queues_the_configuration_as_it_stands_once(tmp_path):
+    import optuna
+
+    from train.tune import enqueue_baseline
+    from train.tune_space import suggest
+
+    (tmp_path / "t.toml").write_text("lr = 0.02\n[search]\nlr = [0.001, 0.1]\n")
+    o = options_from_argv(["--config", str(tmp_path / "t.toml"), "--data", "d", "--baseline"])
+    assert o.baseline and o.search["lr"].low == 0.001 and o.train.lr == 0.02  # searched, with 0.02 as its baseline
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.sqlite'}", study_name="s", direction="maximize")
+    said: list[str] = []
+    enqueue_baseline(study, o, said.append)
+    enqueue_baseline(study, o, said.append)  # a re-run of the command does not queue it again
+    assert [t.state.name for t in study.trials] == ["WAITING"] and len(said) == 1
+    values = suggest(study.ask(), o.search)
+    assert values == {"lr": 0.02, "lam": 1.0, "margin": 1.0, "label_smoothing": 0.1, "weight_decay": 0.005}
