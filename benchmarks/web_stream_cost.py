@@ -125,14 +125,13 @@ def _bench_store(folder: Path, crop: np.ndarray, n: int = 24) -> None:
 def stream_cpu(image: np.ndarray, boxes, args: argparse.Namespace, store: Path) -> list[dict[str, float | str]]:
     import psutil
     from flask import Response
-    from werkzeug.serving import make_server
-
     from edge_app.web.app import WebConfig, create_app
     from edge_app.web.live import LiveState
-    from edge_app.web.server import _quiet_handler
+    from edge_app.web.server import WebServer
 
     live = LiveState(preview_width=args.preview_width)
-    app = create_app(WebConfig(store=store, live=live))
+    cfg = WebConfig(store=store, live=live)
+    app = create_app(cfg)
     stop = threading.Event()
 
     def mjpeg() -> Response:
@@ -148,8 +147,7 @@ def stream_cpu(image: np.ndarray, boxes, args: argparse.Namespace, store: Path) 
         return Response(frames(), mimetype="multipart/x-mixed-replace; boundary=frame")
 
     app.add_url_rule("/bench/stream.mjpg", "bench_mjpeg", mjpeg)
-    srv = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_quiet_handler())
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = WebServer(cfg, "127.0.0.1", 0, app=app).start()  # the device's own server (waitress)
     base = f"http://127.0.0.1:{srv.port}"
     labels, groups = ["koilocytotic 0.81"] * len(boxes), ["abnormal"] * len(boxes)
 
@@ -181,8 +179,7 @@ def stream_cpu(image: np.ndarray, boxes, args: argparse.Namespace, store: Path) 
                          "encoded_per_s": (live.encoded - enc0) / wall, "kb_per_s": kb / wall})
     finally:
         stop.set()
-        srv.shutdown()
-        srv.server_close()
+        srv.stop()
     return rows
 
 

@@ -2,7 +2,10 @@
 
 Writes into OUT: model.onnx, model_fp32.tflite, model_int8.tflite (with --int8),
 bundle/ (the PyTorch weights, for the benchmark's torch row), logs/tflite.log and
-model_card.json. Exit status: 0 all artifacts pass, 2 bad input or a failed stage,
+model_card.json (+ model_card.json.sig with --sign KEY).
+
+Also: 'edge-convert keygen --out PREFIX' (an Ed25519 key pair for signing model cards),
+'edge-convert sign MODEL_DIR --key KEY' (sign a converted model afterwards). Exit status: 0 all artifacts pass, 2 bad input or a failed stage,
 3 an artifact failed the accuracy gate (the card is written and marks it rejected).
 """
 
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from convert.calibration import DEFAULT_CALIB_IMAGES, MIN_CALIB_IMAGES
+from convert.errors import AccuracyGateError
 from convert.pipeline import ConvertOptions, convert_bundle  # light: heavy imports happen inside convert_bundle
 from edge_app.clitools import run_cli
 from edge_app.configfile import add_config_option, parse_args
@@ -45,7 +49,43 @@ def get_parser() -> argparse.ArgumentParser:
                    help="training images for each artifact's centroids and threshold (default: all)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="interpreter threads in validation (default: all cores)")
     p.add_argument("--keep-work", action="store_true", help="keep OUT/work (ONNX sources, onnx2tf output, calibration array)")
+    p.add_argument("--sign", type=Path, metavar="KEY",
+                   help="sign model_card.json with this Ed25519 private key (PEM): writes model_card.json.sig, which "
+                        "devices started with --trust PUBKEY require")
     return p
+
+
+def get_sign_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-convert sign", description="Sign a converted model's card (Ed25519): "
+                                "writes model_card.json.sig beside it; the card carries every artifact's SHA-256.")
+    p.add_argument("model", type=Path, metavar="MODEL_DIR", help="a folder written by edge-convert")
+    p.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM), e.g. from edge-convert keygen")
+    return p
+
+
+def get_keygen_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-convert keygen", description="Make an Ed25519 key pair for signing "
+                                "model cards: PREFIX.key (private, keep it on the conversion machine) and PREFIX.pub "
+                                "(copy it to each device and start edge-app with --trust PREFIX.pub).")
+    p.add_argument("--out", type=Path, required=True, metavar="PREFIX", help="file name prefix, e.g. keys/lab")
+    return p
+
+
+def _sign(argv: Sequence[str]) -> int:
+    from edge_app.signing import sign_card
+
+    a = get_sign_parser().parse_args(argv)
+    print(f"signed {a.model / 'model_card.json'}: {sign_card(a.model, a.key)}")
+    return 0
+
+
+def _keygen(argv: Sequence[str]) -> int:
+    from edge_app.signing import generate_keypair
+
+    a = get_keygen_parser().parse_args(argv)
+    key, pub = generate_keypair(a.out)
+    print(f"wrote {key} (private: sign with edge-convert --sign {key}) and {pub} (public: edge-app --trust {pub})")
+    return 0
 
 
 def options_from_args(args: argparse.Namespace) -> ConvertOptions:
@@ -55,9 +95,28 @@ def options_from_args(args: argparse.Namespace) -> ConvertOptions:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = parse_args(get_parser(), list(sys.argv[1:] if argv is None else argv))
-    convert_bundle(args.bundle, args.out, options_from_args(args))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("sign", "keygen"):
+        return (_sign if argv[0] == "sign" else _keygen)(argv[1:])
+    args = parse_args(get_parser(), argv)
+    if args.sign is not None:
+        from edge_app.signing import load_private_key
+
+        load_private_key(args.sign)  # a bad key is refused before minutes of conversion
+    try:
+        convert_bundle(args.bundle, args.out, options_from_args(args))
+    except AccuracyGateError:
+        _sign_written(args)  # the card was written (marking the rejected artifact): sign what the device reads
+        raise
+    _sign_written(args)
     return 0
+
+
+def _sign_written(args: argparse.Namespace) -> None:
+    if args.sign is not None:
+        from edge_app.signing import sign_card
+
+        print(f"  signed the card: {sign_card(args.out, args.sign)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

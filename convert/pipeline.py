@@ -88,7 +88,7 @@ def _prepare_out(out: Path) -> Path:
     if out.exists() and not out.is_dir():
         raise ConvertError(f"--out {out} is a file: pass a folder")
     out.mkdir(parents=True, exist_ok=True)
-    for name in [CARD_FILE, *(f.file for f in FORMATS.values())]:
+    for name in [CARD_FILE, CARD_FILE + ".sig", *(f.file for f in FORMATS.values())]:  # .sig: an old signature
         (out / name).unlink(missing_ok=True)
     work = out / "work"
     if work.exists():

@@ -1,9 +1,11 @@
 """The on-device loop: source -> cell finder -> classifier -> store (-> display).
 
 :func:`run` is the Python API behind ``edge-app``. It builds the classifier first (a
-bad or tampered model stops here), opens the store and the source, then processes
-frame after frame. A bad frame (None, empty, wrong rank, too small or too large) is
-skipped and counted; grey, RGBA, 16-bit and float frames are converted and counted;
+bad, tampered, unsafe or unsigned model stops here), opens the store and the source,
+cleans up after an interrupted earlier run (:mod:`edge_app.leftovers`), learns which
+frames the slide already holds (:mod:`edge_app.resume`: those are skipped, or replaced
+with ``--rescan``), then processes frame after frame. A bad frame (None, empty, wrong
+rank, too small or too large) is skipped and counted; grey, RGBA, 16-bit and float frames are converted and counted;
 an unreadable file is logged and skipped. SIGINT/SIGTERM finish the current frame,
 record the run's summary and close the store; a second signal stops at once (the
 frame in flight is rolled back, every committed frame stays).
@@ -19,7 +21,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -29,7 +31,10 @@ from edge_app.display import Display, annotate, status_line
 from edge_app.errors import CytoEdgeError
 from edge_app.finder import Detection, FinderConfig, crops_of, find_cells
 from edge_app.preprocess import as_bgr_uint8
-from edge_app.sources import CameraSettings, FrameSource, open_source
+from edge_app.imagefile import DEFAULT_MAX_PIXELS
+from edge_app.leftovers import WriterLock, after_interrupted_runs
+from edge_app.resume import CommittedFrames, start_slide
+from edge_app.sources import CameraSettings, Frame, FrameSource, open_source
 from edge_app.store import CellResult, Store, check_slide_id
 
 log = logging.getLogger("edge_app")
@@ -56,6 +61,9 @@ class AppOptions:
     max_fps: float | None = None  # None: as fast as frames come; else at most this many frames/s (replay at camera pace)
     min_frame_side: int = 32  # smaller frames are skipped
     max_frame_side: int = 8192  # larger frames are skipped (4K is 3840)
+    max_frame_pixels: int = DEFAULT_MAX_PIXELS  # larger frames are skipped; files by their header, before decoding
+    rescan: bool = False  # replace the slide's earlier frames instead of skipping the ones it holds
+    trust: Sequence[Path] | None = None  # public keys the model card must be signed by; None: the board profile's
     finder: FinderConfig = field(default_factory=FinderConfig)
 
 
@@ -66,6 +74,8 @@ class RunSummary:
     run_id: int = 0
     frames_read: int = 0  # what the source delivered (unreadable files included)
     frames_done: int = 0  # classified and committed
+    resumed: int = 0  # frames the slide already held (an earlier run committed them): skipped undecoded
+    leftovers: dict[str, int] = field(default_factory=dict)  # interrupted runs found, orphan crops / .tmp removed
     skipped: Counter = field(default_factory=Counter)  # reason -> frames
     converted: Counter = field(default_factory=Counter)  # grey / RGBA / 16-bit / float -> frames
     cells: int = 0
@@ -90,7 +100,8 @@ class RunSummary:
         return self.frames_done / self.seconds if self.seconds > 0 else 0.0
 
 
-def check_frame(image: Any, min_side: int, max_side: int) -> tuple[np.ndarray | None, str, str]:
+def check_frame(image: Any, min_side: int, max_side: int,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray | None, str, str]:
     """(BGR uint8 frame or None, what was converted, why it was skipped)."""
     if image is None:
         return None, "", "no image (None)"
@@ -104,6 +115,8 @@ def check_frame(image: Any, min_side: int, max_side: int) -> tuple[np.ndarray | 
         return None, "", f"too small ({w}x{h}, under {min_side} px)"
     if max(h, w) > max_side:
         return None, "", f"too large ({w}x{h}, over {max_side} px)"
+    if h * w > max_pixels:
+        return None, "", f"too large ({w}x{h}, over {max_pixels / 1e6:g} MP)"
     kinds = []
     if arr.dtype == np.uint16:
         kinds.append("16-bit")
@@ -119,12 +132,18 @@ def check_frame(image: Any, min_side: int, max_side: int) -> tuple[np.ndarray | 
         return None, "", str(exc)
 
 
+class _SourceWaitInterrupted(Exception):
+    """Raised by the first signal while the loop waits for the source: nothing is in flight, stop now."""
+
+
 class _Stopper:
-    """SIGINT/SIGTERM handler: the first asks the loop to finish the frame, the second stops now."""
+    """SIGINT/SIGTERM handler: the first asks the loop to finish the frame (or, while it waits for the
+    source, stops the wait at once: a source that blocks must not outlive a stop), the second stops now."""
 
     def __init__(self, source: FrameSource) -> None:
         self.source = source
         self.reason = ""
+        self.waiting_for_source = False
         self._previous: dict[int, Any] = {}
 
     def __call__(self, signum: int, _frame: object) -> None:
@@ -134,6 +153,19 @@ class _Stopper:
         self.reason = name
         log.warning("%s: finishing the current frame, then closing the store (again to stop at once)", name)
         self.source.stop()
+        if self.waiting_for_source:
+            raise _SourceWaitInterrupted(name)
+
+    def next_frame(self, frames: Iterator[Frame]) -> Frame | None:
+        """The source's next frame, or None at its end or when a signal stops the wait."""
+        try:
+            self.waiting_for_source = True
+            frame = next(frames, None)
+            self.waiting_for_source = False
+        except _SourceWaitInterrupted:
+            self.waiting_for_source = False
+            return None
+        return frame
 
     def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -172,26 +204,33 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
     if opts.max_fps is not None and not opts.max_fps > 0:
         raise CytoEdgeError(f"--max-fps must be > 0, got {opts.max_fps}")
     clf = Classifier(opts.model, opts.fmt, threads=threads, min_confidence=opts.min_confidence,
-                     prefer=board.interpreter, allow_rejected=opts.allow_rejected)
+                     prefer=board.interpreter, allow_rejected=opts.allow_rejected,
+                     trust=opts.trust if opts.trust else board.trust)
     log.info("model %s (%s, %s %s, %d threads) on %s", clf.card.architecture, clf.format, clf.loaded.runtime,
              clf.loaded.version, threads, board.title)
     summary = RunSummary(slide=slide, store=str(opts.out))
     if source is None:  # opened before the store, so a bad --source leaves no empty store behind
-        source = open_source(opts.source or board.camera.source, _camera_settings(opts, board))
+        source = open_source(opts.source or board.camera.source, _camera_settings(opts, board),
+                             max_pixels=opts.max_frame_pixels, max_side=opts.max_frame_side)
     with source:
         store = Store(opts.out, min_free_mb=opts.min_free_mb, crop_policy=opts.save_crops)
+        lock: WriterLock | None = None
         try:
+            lock = WriterLock(store.folder)
+            summary.leftovers = after_interrupted_runs(store, lock)
             store.open_slide(slide, clf.class_names, clf.groups)
+            committed = start_slide(store, slide, rescan=opts.rescan)
+            source.resume_with(committed.lookup)
             summary.run_id = store.start_run(
                 slide, source=source.description, model=clf.card.architecture, model_sha256=clf.entry.sha256,
                 fmt=clf.format, board=board.name, threads=threads,
                 settings={"min_confidence": opts.min_confidence, "save_crops": opts.save_crops,
-                          "finder": asdict(opts.finder), "board_check": checked})
+                          "finder": asdict(opts.finder), "rescan": opts.rescan, "board_check": checked})
             display = Display(opts.show, opts.out / "annotated" / slide if opts.save_annotated else None)
             stopper = _Stopper(source)
             stopper.install()
             try:
-                _loop(opts, source, clf, store, display, summary, stopper, on_frame)
+                _loop(opts, source, clf, store, display, summary, stopper, on_frame, committed)
             finally:
                 stopper.restore()
                 display.close()
@@ -200,6 +239,8 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
                 store.end_run(summary.run_id, summary.to_dict())
         finally:
             store.close()
+            if lock is not None:
+                lock.release()
     return summary
 
 
@@ -209,23 +250,37 @@ def _camera_settings(opts: AppOptions, board: BoardProfile) -> CameraSettings:
                           controls=board.camera.controls)
 
 
+def _skip_committed(frame: Frame, summary: RunSummary) -> None:
+    """A frame the slide already holds: a resumed one is counted, a copy under another name is said."""
+    if frame.committed_as == frame.name:
+        summary.resumed += 1
+        return
+    summary.skipped["duplicate"] += 1
+    log.warning("skipped %s: the same frame as %s, which this slide already holds", frame.name, frame.committed_as)
+
+
 def _loop(opts: AppOptions, source: FrameSource, clf: Classifier, store: Store, display: Display,
-          summary: RunSummary, stopper: _Stopper, on_frame: Callable[[dict[str, Any]], None] | None) -> None:
+          summary: RunSummary, stopper: _Stopper, on_frame: Callable[[dict[str, Any]], None] | None,
+          committed: CommittedFrames) -> None:
     start = last_log = time.perf_counter()
     fps = 0.0
     seq = store.next_seq(summary.slide)
     frames = iter(source)
     while True:
         t0 = time.perf_counter()
-        frame = next(frames, None)
+        frame = stopper.next_frame(frames)
         if frame is None:
             break
         summary.frames_read += 1
+        if frame.committed_as is not None:
+            _skip_committed(frame, summary)
+            continue
         if frame.image is None:
-            summary.skipped["unreadable file"] += 1
+            summary.skipped[frame.problem] += 1
             log.warning("skipped %s: %s", frame.name, frame.error)
             continue
-        image, converted, why = check_frame(frame.image, opts.min_frame_side, opts.max_frame_side)
+        image, converted, why = check_frame(frame.image, opts.min_frame_side, opts.max_frame_side,
+                                            opts.max_frame_pixels)
         if image is None:
             summary.skipped[why.split(" (")[0]] += 1
             log.warning("skipped frame %s: %s", frame.name, why)
@@ -243,7 +298,8 @@ def _loop(opts: AppOptions, source: FrameSource, clf: Classifier, store: Store, 
                  for d, p in zip(dets, preds)]
         t.update(find=(t2 - t1) * 1e3, classify=(t3 - t2) * 1e3)
         store.add_frame(summary.slide, summary.run_id, name=frame.name, size=(image.shape[1], image.shape[0]),
-                        cells=cells, crops=crops, timings=t, seq=seq)
+                        cells=cells, crops=crops, timings=t, seq=seq, key=frame.key)
+        committed.add(frame.key, frame.name)
         t["store"] = (time.perf_counter() - t3) * 1e3
         seq += 1
         summary.frames_done += 1

@@ -51,6 +51,7 @@ class BoardProfile:
     detect: dict[str, tuple[str, ...]] = field(default_factory=dict)
     path: Path | None = None  # the TOML file it came from
     detected: str = ""  # what detection matched ("" when chosen by name)
+    trust: tuple[Path, ...] = ()  # [security] trust: public keys a model card must be signed by (edge_app.signing)
 
     @property
     def threads(self) -> int:
@@ -111,6 +112,7 @@ def _profile_from_dict(d: dict[str, Any], path: Path) -> BoardProfile:
             throttle_command=str(thermal.get("throttle_command", "")),
             detect={k: tuple(str(s) for s in v) for k, v in d.get("detect", {}).items()},
             path=path,
+            trust=tuple(path.parent / str(k) for k in _as_list(d.get("security", {}).get("trust", []))),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise BoardProfileError(f"board profile {path} is malformed ({type(exc).__name__}: {exc}): "
@@ -121,6 +123,10 @@ def _profile_from_dict(d: dict[str, Any], path: Path) -> BoardProfile:
     if prof.cores < 0 or prof.default_threads < 0:
         raise BoardProfileError(f"board profile {path}: cores and default_threads must be >= 0")
     return prof
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _read(root: Path, rel: str) -> str:

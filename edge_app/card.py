@@ -118,8 +118,10 @@ class ModelCard:
                 created=d.get("created", ""),
                 directory=directory,
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelCardError(f"model card is malformed ({type(exc).__name__}: {exc}): convert the model again") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+            # a field of the wrong JSON type (a list where an object belongs ...) fails in any of these ways
+            raise ModelCardError(f"model card is malformed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}): "
+                                 "convert the model again") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,9 +175,19 @@ def load_card(model: str | Path) -> ModelCard:
     if not path.is_file():
         raise ModelCardError(f"no model card at {path}: pass a folder written by edge-convert")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise ModelCardError(f"model card {path} cannot be read ({exc}): convert the model again") from None
+    return parse_card(raw, path)
+
+
+def parse_card(raw: bytes, path: Path) -> ModelCard:
+    """A card from the bytes of ``path`` (``edge_app.signing`` parses exactly the bytes it verified)."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelCardError(f"model card {path} cannot be read ({type(exc).__name__}: "
+                             f"{str(exc)[:100]}): convert the model again") from None
     if not isinstance(data, dict):
         raise ModelCardError(f"model card {path} is not a JSON object: convert the model again")
     return ModelCard.from_dict(data, directory=path.parent)

@@ -24,9 +24,11 @@ from edge_app.card import ArtifactEntry, ModelCard, TensorSpec, load_card
 from edge_app.classes import UNKNOWN, group_of
 from edge_app.errors import CytoEdgeError, ModelCardError
 from edge_app.formats import get_format
-from edge_app.interpreter import LoadedInterpreter, load_interpreter
+from edge_app.interpreter import LoadedInterpreter, interpreter_class, load_interpreter
+from edge_app.modelcheck import probe_model_file
 from edge_app.preprocess import Quantization, dequantize, preprocess, quantize
 from edge_app.rejection import nearest_centroid
+from edge_app.signing import load_trusted_card
 
 DEVICE_FORMATS = ("tflite-int8", "tflite-fp32")
 
@@ -74,10 +76,13 @@ class Classifier:
     """Built once per run; :meth:`classify` takes all crops of a frame."""
 
     def __init__(self, model: str | Path, fmt: str | None = None, *, threads: int = 1, min_confidence: float = 0.0,
-                 prefer: str | None = None, allow_rejected: bool = False) -> None:
+                 prefer: str | None = None, allow_rejected: bool = False, trust: Sequence[str | Path] = (),
+                 probe: bool = True) -> None:
         if not 0.0 <= min_confidence <= 1.0:
             raise CytoEdgeError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
-        self.card = load_card(model)
+        # trust: public keys, one of which must have signed the card (edge_app.signing);
+        # probe: load and invoke the file once in a child process first (edge_app.modelcheck)
+        self.card = load_trusted_card(model, trust) if trust else load_card(model)
         self.format = choose_format(self.card, fmt, allow_rejected=allow_rejected)
         self.entry: ArtifactEntry = self.card.artifact(self.format)
         self.path = self.card.verify_artifact(self.format)
@@ -85,6 +90,9 @@ class Classifier:
         self.class_names = list(self.card.class_names)
         self.groups = dict(self.card.class_groups)
         self.spec = self.card.preprocessing
+        if probe:
+            runtime, _, version = interpreter_class(prefer)
+            probe_model_file(self.path, self.entry.sha256, runtime, version, max_batch=int(self.entry.max_batch))
         self.loaded: LoadedInterpreter = load_interpreter(self.path, threads, prefer)
         self._interp = self.loaded.interpreter
         self._input = self._check_input(self.entry.input)

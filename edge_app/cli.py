@@ -6,6 +6,7 @@
     edge-app --model M --source S --slide demo --web    # the same, watched in a browser
     edge-app serve --out cytoedge-data                  # browse results and review crops
     edge-app export-reviews --out cytoedge-data --to reviewed/   # reviewed crops for edge-train --data
+    edge-app store check --out cytoedge-data            # integrity check; 'store recover' salvages a damaged file
     edge-app --config /etc/cytoedge/edge-app.toml       # options from a file (hardware/systemd/edge-app.toml)
 """
 
@@ -45,6 +46,16 @@ def _percent(share: float) -> str:
     return f"{share:.0%}".replace("%", "%%")
 
 
+def _pixels(text: str) -> int:
+    try:
+        v = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of pixels: {text!r}") from None
+    if v < 1024:
+        raise argparse.ArgumentTypeError(f"must be at least 1024 pixels, got {text}")
+    return v
+
+
 def _size(text: str) -> tuple[int, int]:
     w, sep, h = text.lower().partition("x")
     if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
@@ -54,6 +65,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def get_parser() -> argparse.ArgumentParser:
     from edge_app.finder import FinderConfig
+    from edge_app.imagefile import DEFAULT_MAX_PIXELS
     from edge_app.store import CROP_POLICIES
 
     fc = FinderConfig()
@@ -61,7 +73,8 @@ def get_parser() -> argparse.ArgumentParser:
         prog="edge-app", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Find the cells in microscope frames, classify each on-device, keep a per-slide record.",
         epilog="Also: 'edge-app report --slide ID' (the slide report), 'edge-app boards' (board profiles),\n"
-               "'edge-app serve' (the web view without capture), 'edge-app export-reviews' (reviewed crops).\n"
+               "'edge-app serve' (the web view without capture), 'edge-app export-reviews' (reviewed crops),\n"
+               "'edge-app store check|recover' (a damaged store).\n"
                "A screening aid, not a diagnosis.")
     add_config_option(p)
     p.add_argument("--model", type=Path, required=True, help="model folder written by edge-convert (model_card.json)")
@@ -90,6 +103,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-size", type=_size, help="camera resolution WIDTHxHEIGHT (default: the board's)")
     p.add_argument("--max-fps", type=float,
                    help="process at most this many frames per second (e.g. replay files at camera pace)")
+    p.add_argument("--rescan", action="store_true",
+                   help="replace the slide's earlier frames and cells with a fresh pass (default: a rerun skips the "
+                        "frames the slide already holds, by content; refused once its cells have reviews)")
+    p.add_argument("--max-frame-pixels", type=_pixels, default=DEFAULT_MAX_PIXELS,
+                   help="skip frames larger than this many pixels; files are checked by their header, before "
+                        "decoding (default: %(default)s)")
+    p.add_argument("--trust", type=Path, action="append", metavar="PUBKEY",
+                   help="run only models whose card is signed by this Ed25519 public key (PEM, from "
+                        "'edge-convert keygen'); repeat for several keys (default: the board profile's [security] trust)")
     w = p.add_argument_group("web view")
     w.add_argument("--web", action="store_true",
                    help="serve the live page, slide reports and review queue while capturing; stays up after "
@@ -169,6 +191,18 @@ def get_export_reviews_parser() -> argparse.ArgumentParser:
     return p
 
 
+def get_store_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-app store", description="Check a store file, or recover the rows of a "
+                                "damaged one into a new file (the damaged file is kept beside it).")
+    sub = p.add_subparsers(dest="action", required=True, metavar="{check,recover}")
+    check = sub.add_parser("check", help="PRAGMA integrity_check: exit 0 when sound, 3 when damaged")
+    _add_store_option(check)
+    rec = sub.add_parser("recover", help="copy every readable row into a new file and put it in place")
+    _add_store_option(rec)
+    rec.add_argument("--to", type=Path, help="write the recovered file here instead, leaving the store as it is")
+    return p
+
+
 def get_boards_parser() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog="edge-app boards", description="List board profiles and the detected board.")
 
@@ -194,7 +228,8 @@ def _run(argv: Sequence[str]) -> int:
                       board=a.board, min_confidence=a.min_confidence, allow_rejected=a.allow_rejected,
                       max_frames=a.max_frames, show=a.show, save_annotated=a.save_annotated, save_crops=a.save_crops,
                       min_free_mb=a.min_free_mb, camera_timeout=a.camera_timeout, camera_size=a.camera_size,
-                      max_fps=a.max_fps, finder=finder)
+                      max_fps=a.max_fps, finder=finder, rescan=a.rescan, max_frame_pixels=a.max_frame_pixels,
+                      trust=a.trust)
     if a.web:
         return _run_with_web(a, opts)
     _print_summary(run(opts))
@@ -207,7 +242,8 @@ def _print_summary(s: "RunSummary") -> None:
     converted = ", ".join(f"{k} {v}" for k, v in s.converted.items())
     print(f"slide {s.slide}: {s.frames_done} frames ({skipped} skipped"
           + (f": {', '.join(f'{k} {v}' for k, v in s.skipped.items())}" if skipped else "")
-          + (f"; converted: {converted}" if converted else "") + f"), {s.cells} cells "
+          + (f"; converted: {converted}" if converted else "")
+          + (f"; {s.resumed} already recorded, not counted again" if s.resumed else "") + f"), {s.cells} cells "
           f"({groups}) in {s.seconds:.1f} s ({s.frames_per_s:.2f} frames/s); stopped by {s.stopped_by}")
     if s.crops_warning:
         print(f"warning: {s.crops_warning}")
@@ -286,6 +322,33 @@ def _report(argv: Sequence[str]) -> int:
     return 0
 
 
+def _store(argv: Sequence[str]) -> int:
+    from edge_app.store_repair import StoreDamagedError, check_store, recover_store
+
+    a = get_store_parser().parse_args(argv)
+    if a.action == "check":
+        res = check_store(a.out)
+        if res.ok:
+            print(f"store {res.db}: ok (PRAGMA integrity_check)")
+            return 0
+        for line in res.problems:
+            print(f"  {line}")
+        raise StoreDamagedError(f"store {res.db} is damaged ({len(res.problems)} problem(s) listed above): copy its "
+                                f"readable rows into a new file with 'edge-app store recover --out {a.out}'")
+    res = recover_store(a.out, a.to)
+    kept = ", ".join(f"{t} {n}" for t, n in res.kept.items())
+    print(f"recovered {res.recovered}: {kept} (integrity: {res.integrity})")
+    for reason, n in res.dropped.items():
+        print(f"  left out: {n} {reason}")
+    if res.damaged_regions:
+        print("  damaged regions skipped: " + ", ".join(f"{t} {n}" for t, n in res.damaged_regions.items()))
+    if res.leftovers.get("orphan_crops"):
+        print(f"  removed {res.leftovers['orphan_crops']} crop file(s) of cells left out")
+    if res.damaged_copy is not None:
+        print(f"the damaged file is kept as {res.damaged_copy}")
+    return 0
+
+
 def _boards(argv: Sequence[str]) -> int:
     from edge_app.boards import boards_dir, detect_board, list_profiles, load_profile
 
@@ -301,7 +364,7 @@ def _boards(argv: Sequence[str]) -> int:
 
 
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"report": _report, "boards": _boards, "serve": _serve,
-                                                           "export-reviews": _export_reviews}
+                                                           "export-reviews": _export_reviews, "store": _store}
 
 
 def _main(argv: Sequence[str] | None) -> int:

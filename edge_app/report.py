@@ -12,13 +12,13 @@ cells could not be classified is referred too (focus, stain or debris problem).
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from edge_app.classes import ABNORMAL, GROUPS, UNKNOWN
+from edge_app.csvsafe import SafeWriter
 from edge_app.errors import CytoEdgeError
 from edge_app.store import SlideCounts, Store, now_iso
 
@@ -150,7 +150,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
 def render_csv(rep: dict[str, Any]) -> str:
     """One row per figure: ``kind,name,group,count,fraction`` (kind: class, group, total, triage, review, note)."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SafeWriter(buf, lineterminator="\n")  # frame and class names are text from outside: no formulas
     w.writerow(["slide", "kind", "name", "group", "count", "fraction", "detail"])
     s = rep["slide"]
     w.writerow([s, "note", "disclaimer", "", "", "", rep["disclaimer"]])

@@ -8,9 +8,13 @@
 * ``gst:PIPELINE`` - a GStreamer pipeline ending in ``appsink`` (Jetson CSI cameras);
 * a video file, an image file, a folder of images or a glob (``fields/*.png``).
 
-Files are processed frame by frame, in natural name order; an unreadable file
-becomes a :class:`Frame` with ``image=None`` and an ``error`` (the app logs, counts
-and skips it). Live cameras use latest-frame semantics: a grabber thread keeps only
+Files are processed frame by frame, in natural name order, read by
+:func:`edge_app.imagefile.read_frame_file`: an unreadable file, an entry that is not a
+regular file (a folder named ``x.png``, a FIFO) and a frame over the pixel limit (by its
+header, before decoding) become a :class:`Frame` with ``image=None``, an ``error`` and a
+``problem`` (the app logs, counts and skips it). Every file and video frame carries a
+stable ``key`` (:mod:`edge_app.resume`); a frame the slide already holds comes out with
+``committed_as`` set and is not decoded. Live cameras use latest-frame semantics: a grabber thread keeps only
 the newest frame, so a slow consumer drops frames instead of lagging behind. A
 camera that stops delivering is reopened with exponential back-off; after
 ``give_up_after`` seconds without a frame the source raises :class:`SourceError`.
@@ -31,6 +35,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_app.errors import SourceError
+from edge_app.imagefile import DEFAULT_MAX_PIXELS, UNREADABLE, NativeStderr, read_frame_file
+from edge_app.resume import video_fingerprint, video_key
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,9 @@ class Frame:
     name: str  # file name, or "cam:0#17" for the 17th frame a camera delivered
     error: str = ""  # why image is None
     time: float = field(default_factory=time.time)
+    key: str | None = None  # stable identity (edge_app.resume); None for camera frames
+    problem: str = UNREADABLE  # the skip's category when image is None
+    committed_as: str | None = None  # the slide already holds this frame (under this name): not decoded
 
 
 class Capture(Protocol):
@@ -64,6 +73,12 @@ class FrameSource:
     def __init__(self) -> None:
         self._stop = threading.Event()
         self.stats: dict[str, int] = {"frames": 0, "dropped": 0, "reopened": 0, "unreadable": 0}
+        self.committed: Callable[[str], str | None] = _nothing_committed
+
+    def resume_with(self, committed: Callable[[str], str | None]) -> None:
+        """``committed(key)`` names the frame the slide already holds with that key (else None): such frames
+        come out with ``committed_as`` set and no image, without being decoded. Cameras never ask."""
+        self.committed = committed
 
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()
@@ -90,46 +105,49 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray | None, str]:
-    """An image file as stored (16-bit, alpha and grey kept), or ``(None, reason)``."""
-    import cv2
+def _nothing_committed(_key: str) -> str | None:
+    return None
 
-    try:
-        data = np.fromfile(str(path), np.uint8)
-    except OSError as exc:
-        return None, f"cannot read ({exc.strerror or exc})"
-    if data.size == 0:
-        return None, "empty file"
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        return None, "not a readable image (corrupt or unsupported format)"
-    return image, ""
+
+def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray | None, str]:
+    """An image file as stored (16-bit, alpha and grey kept), or ``(None, reason)`` (see edge_app.imagefile)."""
+    got = read_frame_file(path, max_pixels=max_pixels)
+    return got.image, got.error
 
 
 class FileListSource(FrameSource):
-    """Image files, one frame each, in the order given."""
+    """Image files, one frame each, in the order given (anything that is not a regular file is skipped)."""
 
-    def __init__(self, paths: list[Path], description: str) -> None:
+    def __init__(self, paths: list[Path], description: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_side: int | None = None) -> None:
         super().__init__()
         self.paths = paths
         self.description = description
+        self.max_pixels, self.max_side = max_pixels, max_side
+        self._stderr = NativeStderr()
 
     def frames(self) -> Iterator[Frame]:
         for i, path in enumerate(self.paths):
             if self._stop.is_set():
                 return
-            image, error = read_image(path)
-            if image is None:
-                self.stats["unreadable"] += 1
-            else:
+            got = read_frame_file(path, max_pixels=self.max_pixels, max_side=self.max_side,
+                                  committed=self.committed, stderr=self._stderr)
+            if got.image is not None:
                 self.stats["frames"] += 1
-            yield Frame(image, i, path.name, error)
+            elif got.committed_as is None:
+                self.stats["unreadable"] += 1
+            yield Frame(got.image, i, path.name, got.error, key=got.key, problem=got.problem or UNREADABLE,
+                        committed_as=got.committed_as)
+
+    def close(self) -> None:
+        super().close()
+        self._stderr.close()
 
 
 class VideoFileSource(FrameSource):
-    """A video file, every frame in order."""
+    """A video file, every frame in order; frames the slide already holds are passed over undecoded."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         import cv2
 
         super().__init__()
@@ -138,15 +156,28 @@ class VideoFileSource(FrameSource):
         if not self._cap.isOpened():
             self._cap.release()
             raise SourceError(f"cannot open video {path}: is it a video file OpenCV can decode (mp4, avi, mkv)?")
+        w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if w * h > max_pixels:
+            self._cap.release()
+            raise SourceError(f"video {path} has {w}x{h} frames ({w * h / 1e6:.0f} MP), over the limit of "
+                              f"{max_pixels / 1e6:g} MP: raise --max-frame-pixels if this is meant")
+        self._fingerprint = video_fingerprint(path)
 
     def frames(self) -> Iterator[Frame]:
-        i = 0
+        i, name = 0, Path(self.description).name
         while not self._stop.is_set():
-            ok, image = self._cap.read()
-            if not ok:
-                return
-            self.stats["frames"] += 1
-            yield Frame(image, i, f"{Path(self.description).name}#{i}")
+            key = video_key(self._fingerprint, i)
+            earlier = self.committed(key)
+            if earlier is not None:  # resume: step over it without decoding it into an image
+                if not self._cap.grab():
+                    return
+                yield Frame(None, i, f"{name}#{i}", key=key, committed_as=earlier)
+            else:
+                ok, image = self._cap.read()
+                if not ok:
+                    return
+                self.stats["frames"] += 1
+                yield Frame(image, i, f"{name}#{i}", key=key)
             i += 1
 
     def close(self) -> None:
@@ -332,13 +363,20 @@ def _has_gstreamer() -> bool:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """The image files of a folder (not recursive), in natural name order."""
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
-                  key=_natural_key)
+    """The entries of a folder (not recursive) named like images, in natural name order.
+
+    Entries that are not regular files (a folder named ``x.png``, a FIFO) stay in the list: the
+    source skips each with one line saying what it is, instead of passing over it in silence.
+    """
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
 
 
-def open_source(spec: str, settings: CameraSettings | None = None) -> FrameSource:
-    """Parse a ``--source`` value and open it (see the module docstring for the forms)."""
+def open_source(spec: str, settings: CameraSettings | None = None, *,
+                max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None) -> FrameSource:
+    """Parse a ``--source`` value and open it (see the module docstring for the forms).
+
+    ``max_pixels`` / ``max_side``: file frames over these are refused from their header, before decoding.
+    """
     cam = settings or CameraSettings()
     if spec == "picam" or spec.startswith("picam:"):
         index = _int_after(spec, "picam:", 0)
@@ -358,17 +396,18 @@ def open_source(spec: str, settings: CameraSettings | None = None) -> FrameSourc
         return CameraSource(_opencv_opener(spec[4:], "CAP_GSTREAMER", 0, 0, 0), "gst",
                             give_up_after=cam.give_up_after)
     path = Path(spec)
+    limits = {"max_pixels": max_pixels, "max_side": max_side}
     if path.is_dir():
         files = image_files(path)
         if not files:
             raise SourceError(f"no image files in folder {path} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
-        return FileListSource(files, str(path))
+        return FileListSource(files, str(path), **limits)
     if path.is_file():
         ext = path.suffix.lower()
         if ext in IMAGE_EXTENSIONS:
-            return FileListSource([path], str(path))
+            return FileListSource([path], str(path), **limits)
         if ext in VIDEO_EXTENSIONS:
-            return VideoFileSource(path)
+            return VideoFileSource(path, max_pixels=max_pixels)
         raise SourceError(f"{path} is neither an image nor a video file: give a folder of images, a glob, "
                           "a video, cam:N, /dev/videoN, gst:PIPELINE or picam")
     if glob.has_magic(spec):
@@ -376,7 +415,7 @@ def open_source(spec: str, settings: CameraSettings | None = None) -> FrameSourc
                        key=_natural_key)
         if not files:
             raise SourceError(f"no image files match {spec!r}")
-        return FileListSource(files, spec)
+        return FileListSource(files, spec, **limits)
     raise SourceError(f"no such file, folder or camera: {spec!r}: give a folder of images, a glob, a video, "
                       "cam:N, /dev/videoN, gst:PIPELINE or picam")
 

@@ -20,17 +20,18 @@ web view use; both open the file with their own :class:`Store`.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import re
 import shutil
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -40,10 +41,11 @@ from edge_app.errors import CytoEdgeError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 1: slides, runs, frames, cells; 2: + reviews (the web view's review queue)
+SCHEMA_VERSION = 3  # 1: slides, runs, frames, cells; 2: + reviews (the web view's review queue); 3: + frames.frame_key
 DB_FILE = "cytoedge.sqlite"
 CROPS_DIR = "crops"
 CROP_POLICIES = ("none", "abnormal", "review", "all")  # review = abnormal + unknown
+MAX_ROWID = 2**63 - 1  # SQLite's largest INTEGER PRIMARY KEY
 _SLIDE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 SCHEMA = """
@@ -110,6 +112,44 @@ CREATE TABLE IF NOT EXISTS reviews (
 );
 CREATE INDEX IF NOT EXISTS reviews_by_cell ON reviews (cell_id, id);
 """
+# version 3: a frame's stable identity (edge_app.resume), so a rerun on the slide never records a frame twice.
+# NULL for camera frames (a camera goes on) and for frames recorded before version 3.
+SCHEMA_V3 = """
+ALTER TABLE frames ADD COLUMN frame_key TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS frames_by_key ON frames (slide_id, frame_key) WHERE frame_key IS NOT NULL;
+"""
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """Is this SQLite error a damaged file (corrupt pages, not a database), as opposed to a busy or full disk?"""
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or \
+        "malformed" in str(exc) or "not a database" in str(exc)
+
+
+def store_error(exc: sqlite3.Error, folder: Path) -> StoreError:
+    """The one-line error for a failed SQLite call: a damaged file says how to check and recover it."""
+    db = folder / DB_FILE
+    if is_damage(exc):
+        return StoreError(f"store {db} is damaged ({exc}): see what is readable with 'edge-app store check --out "
+                          f"{folder}', then copy every readable row into a new file with 'edge-app store recover "
+                          f"--out {folder}' (the damaged file is kept)")
+    return StoreError(f"cannot use store {db} ({exc}): check the folder, free space and permissions")
+
+
+_T = TypeVar("_T")
+
+
+def db_errors(func: Callable[..., _T]) -> Callable[..., _T]:
+    """Turn SQLite errors of a function whose first argument is a :class:`Store` into one-line StoreErrors."""
+    @functools.wraps(func)
+    def wrapper(store: "Store", *args: Any, **kwargs: Any) -> _T:
+        try:
+            return func(store, *args, **kwargs)
+        except sqlite3.ProgrammingError:
+            raise  # a bug (closed connection, wrong parameters), not the file
+        except sqlite3.DatabaseError as exc:
+            raise store_error(exc, store.folder) from None
+    return wrapper
 
 
 def check_slide_id(slide: str) -> str:
@@ -192,8 +232,7 @@ class Store:
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open store {self.db_path} ({exc}): check the folder, or move a damaged "
-                             "file aside and start a new store") from None
+            raise store_error(exc, self.folder) from None
         except OSError as exc:
             raise StoreError(f"cannot create store folder {self.folder} ({exc.strerror or exc}): "
                              "choose a writable --out") from None
@@ -208,7 +247,7 @@ class Store:
             return
         try:
             self.conn.executescript(
-                "BEGIN IMMEDIATE;" + SCHEMA
+                "BEGIN IMMEDIATE;" + SCHEMA + SCHEMA_V3
                 + f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION}, '{now_iso()}');"
                 + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         except sqlite3.DatabaseError:
@@ -217,7 +256,7 @@ class Store:
             raise
 
     def transaction(self) -> "_Transaction":
-        return _Transaction(self.conn)
+        return _Transaction(self.conn, self.folder)
 
     def close(self, checkpoint: bool = True) -> None:
         """Close; ``checkpoint=False`` skips folding the WAL into the file (for short-lived readers such as
@@ -236,6 +275,7 @@ class Store:
         self.close()
 
     # -- writing ---------------------------------------------------------------------------------
+    @db_errors
     def open_slide(self, slide_id: str, class_names: Sequence[str], class_groups: dict[str, str]) -> None:
         """Create the slide, or continue it (a later run appends frames after the last one)."""
         check_slide_id(slide_id)
@@ -248,6 +288,7 @@ class Store:
             raise StoreError(f"slide {slide_id!r} was recorded with classes {json.loads(row['class_names'])}, "
                              f"this model has {list(class_names)}: use another --slide")
 
+    @db_errors
     def start_run(self, slide_id: str, *, source: str, model: str, model_sha256: str, fmt: str, board: str,
                   threads: int, settings: dict[str, Any]) -> int:
         with self.transaction():
@@ -257,11 +298,13 @@ class Store:
                 (slide_id, now_iso(), source, model, model_sha256, fmt, board, threads, json.dumps(settings)))
         return int(cur.lastrowid)
 
+    @db_errors
     def end_run(self, run_id: int, summary: dict[str, Any]) -> None:
         with self.transaction():
             self.conn.execute("UPDATE runs SET ended = ?, summary = ? WHERE id = ?",
                               (now_iso(), json.dumps(summary), run_id))
 
+    @db_errors
     def next_seq(self, slide_id: str) -> int:
         row = self.conn.execute("SELECT MAX(seq) FROM frames WHERE slide_id = ?", (slide_id,)).fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
@@ -275,12 +318,16 @@ class Store:
             return cell.group == ABNORMAL
         return cell.group in (ABNORMAL, UNKNOWN)  # review
 
+    @db_errors
     def add_frame(self, slide_id: str, run_id: int, *, name: str, size: tuple[int, int],
                   cells: Sequence[CellResult], crops: Sequence[np.ndarray | None] = (),
-                  timings: dict[str, float] | None = None, seq: int | None = None) -> int:
+                  timings: dict[str, float] | None = None, seq: int | None = None, key: str | None = None) -> int:
         """Store one frame and its cells in one transaction; save the crops the policy asks for first.
 
-        ``crops[i]`` is the crop of ``cells[i]`` (None: nothing to save). Returns the frame's seq.
+        ``crops[i]`` is the crop of ``cells[i]`` (None: nothing to save). ``key`` is the frame's stable
+        identity (:mod:`edge_app.resume`; None for a camera frame): a slide holds each key once, so a
+        second record of a committed frame is refused (:class:`StoreError`) and its crops removed.
+        Returns the frame's seq.
         """
         seq = self.next_seq(slide_id) if seq is None else seq
         paths = [self._save_crop(slide_id, seq, i, c, crops[i] if i < len(crops) else None)
@@ -288,19 +335,92 @@ class Store:
         if any(paths):  # each crop file is fsynced; one folder fsync makes their names durable before the commit
             fsync_dir(self.folder / CROPS_DIR / slide_id)
         t = timings or {}
-        with self.transaction():
-            cur = self.conn.execute(
-                "INSERT INTO frames (slide_id, run_id, seq, name, captured, width, height, n_cells, finder_ms, "
-                "classifier_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (slide_id, run_id, seq, name, now_iso(), size[0], size[1], len(cells), t.get("find"), t.get("classify")))
-            frame_id = cur.lastrowid
-            self.conn.executemany(
-                "INSERT INTO cells (frame_id, slide_id, idx, x, y, w, h, class_name, grp, confidence, distance, "
-                "unknown, crop_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(frame_id, slide_id, i, *map(int, c.box), c.class_name, c.group, float(c.confidence),
-                  None if c.distance is None or not np.isfinite(c.distance) else float(c.distance),
-                  int(c.unknown), paths[i]) for i, c in enumerate(cells)])
+        try:
+            with self.transaction():
+                self._insert_frame(slide_id, run_id, seq, name, size, cells, paths, t, key)
+        except StoreError:
+            self._drop_unreferenced(filter(None, paths))  # don't leave them for the leftovers sweep
+            raise
         return seq
+
+    def _drop_unreferenced(self, paths: Iterable[str]) -> None:
+        for rel in paths:
+            try:
+                named = self.conn.execute("SELECT 1 FROM cells WHERE crop_path = ? LIMIT 1", (rel,)).fetchone()
+            except sqlite3.DatabaseError:
+                continue  # cannot tell: leave it to the sweep at the next start
+            if named is None:
+                (self.folder / rel).unlink(missing_ok=True)
+
+    def _insert_frame(self, slide_id: str, run_id: int, seq: int, name: str, size: tuple[int, int],
+                      cells: Sequence[CellResult], paths: list[str | None], t: dict[str, float],
+                      key: str | None) -> int:
+        if key is not None:
+            row = self.conn.execute("SELECT name FROM frames WHERE slide_id = ? AND frame_key = ?",
+                                    (slide_id, key)).fetchone()
+            if row is not None:
+                raise StoreError(f"frame {name} is already recorded on slide {slide_id} (as {row[0]}): "
+                                 "is another edge-app writing this slide?")
+        cur = self.conn.execute(
+            "INSERT INTO frames (slide_id, run_id, seq, name, captured, width, height, n_cells, finder_ms, "
+            "classifier_ms, frame_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (slide_id, run_id, seq, name, now_iso(), size[0], size[1], len(cells), t.get("find"), t.get("classify"),
+             key))
+        frame_id = int(cur.lastrowid)
+        self.conn.executemany(
+            "INSERT INTO cells (frame_id, slide_id, idx, x, y, w, h, class_name, grp, confidence, distance, "
+            "unknown, crop_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(frame_id, slide_id, i, *map(int, c.box), c.class_name, c.group, float(c.confidence),
+              None if c.distance is None or not np.isfinite(c.distance) else float(c.distance),
+              int(c.unknown), paths[i]) for i, c in enumerate(cells)])
+        return frame_id
+
+    @db_errors
+    def frame_keys(self, slide_id: str) -> dict[str, str]:
+        """The identities of the frames this slide already holds -> the name each was recorded under."""
+        return {r[0]: r[1] for r in self.conn.execute(
+            "SELECT frame_key, name FROM frames WHERE slide_id = ? AND frame_key IS NOT NULL", (slide_id,))}
+
+    @db_errors
+    def clear_slide(self, slide_id: str) -> tuple[int, int]:
+        """Delete the slide's frames and cells (``--rescan``), keeping the slide and its runs; their crop files
+        go after the commit. Refused while any of its cells has a review (a reviewer's work is never dropped).
+        Returns (frames, cells) deleted."""
+        reviewed = self.conn.execute("SELECT COUNT(*) FROM reviews WHERE slide_id = ?", (slide_id,)).fetchone()[0]
+        if reviewed:
+            raise StoreError(f"slide {slide_id!r} has {reviewed} review(s) of its cells, which --rescan would "
+                             "discard: export them first (edge-app export-reviews) and record the new pass under "
+                             "another --slide")
+        crops = [r[0] for r in self.conn.execute(
+            "SELECT crop_path FROM cells WHERE slide_id = ? AND crop_path IS NOT NULL", (slide_id,))]
+        with self.transaction():
+            cells = self.conn.execute("DELETE FROM cells WHERE slide_id = ?", (slide_id,)).rowcount
+            frames = self.conn.execute("DELETE FROM frames WHERE slide_id = ?", (slide_id,)).rowcount
+        for rel in crops:
+            (self.folder / rel).unlink(missing_ok=True)
+        return frames, cells
+
+    @db_errors
+    def unfinished_runs(self) -> list[int]:
+        """Runs that never ended and were never marked interrupted: killed, crashed, or still running."""
+        return [r[0] for r in self.conn.execute("SELECT id FROM runs WHERE ended IS NULL AND summary IS NULL")]
+
+    @db_errors
+    def mark_interrupted(self, run_ids: Sequence[int], why: str) -> None:
+        """Record in each run's summary that it did not end (``ended`` stays NULL: it did not finish cleanly)."""
+        with self.transaction():
+            self.conn.executemany("UPDATE runs SET summary = ? WHERE id = ? AND ended IS NULL",
+                                  [(json.dumps({"stopped_by": why}), i) for i in run_ids])
+
+    @db_errors
+    def quick_check(self) -> str:
+        """``PRAGMA quick_check`` ("ok" when sound): O(file size), the cheaper half of integrity_check."""
+        return str(self.conn.execute("PRAGMA quick_check").fetchone()[0])
+
+    @db_errors
+    def referenced_crops(self) -> set[str]:
+        """Every crop path a cell names (relative to the store folder)."""
+        return {r[0] for r in self.conn.execute("SELECT crop_path FROM cells WHERE crop_path IS NOT NULL")}
 
     def _save_crop(self, slide_id: str, seq: int, idx: int, cell: CellResult, crop: np.ndarray | None) -> str | None:
         if crop is None or not self.wants_crop(cell):
@@ -332,14 +452,17 @@ class Store:
         return rel.as_posix()
 
     # -- reading ---------------------------------------------------------------------------------
+    @db_errors
     def list_slides(self) -> list[SlideCounts]:
         """Every slide with its counts, newest first."""
         ids = [r[0] for r in self.conn.execute("SELECT id FROM slides ORDER BY created DESC, id")]
         return [self.slide_counts(i) for i in ids]
 
+    @db_errors
     def has_slide(self, slide_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM slides WHERE id = ?", (slide_id,)).fetchone() is not None
 
+    @db_errors
     def slide_counts(self, slide_id: str) -> SlideCounts:
         row = self.conn.execute("SELECT * FROM slides WHERE id = ?", (slide_id,)).fetchone()
         if row is None:
@@ -363,6 +486,7 @@ class Store:
         return SlideCounts(slide_id, row["created"], names, json.loads(row["class_groups"]), int(frames),
                            sum(per_group.values()), per_class, per_group, runs)
 
+    @db_errors
     def cells_to_review(self, slide_id: str | None = None, *, limit: int | None = None,
                         groups: Sequence[str] = (ABNORMAL, UNKNOWN)) -> list[CellRecord]:
         """Cells of the given groups, most doubtful first (unknown first, then lowest confidence)."""
@@ -378,7 +502,10 @@ class Store:
             args.append(int(limit))
         return [self._record(r) for r in self.conn.execute(sql, args)]
 
+    @db_errors
     def cell(self, cell_id: int) -> CellRecord | None:
+        if not 0 < int(cell_id) <= MAX_ROWID:
+            return None  # SQLite ids are positive 64-bit integers: a larger number names no cell
         r = self.conn.execute("SELECT c.*, f.seq AS frame_seq, f.name AS frame_name FROM cells c "
                               "JOIN frames f ON f.id = c.frame_id WHERE c.id = ?", (int(cell_id),)).fetchone()
         return None if r is None else self._record(r)
@@ -400,6 +527,7 @@ class Store:
                           (r["x"], r["y"], r["w"], r["h"]), r["class_name"], r["grp"], float(r["confidence"]),
                           r["distance"], bool(r["unknown"]), r["crop_path"])
 
+    @db_errors
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check`` ("ok" when the file is sound)."""
         return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
@@ -408,8 +536,8 @@ class Store:
 class _Transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error), for an autocommit connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, conn: sqlite3.Connection, folder: Path) -> None:
+        self.conn, self.folder = conn, folder
 
     def __enter__(self) -> None:
         for attempt in range(50):
@@ -423,12 +551,18 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
-            self.conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.DatabaseError):
-                raise StoreError(f"cannot write the store ({exc}): check free space and permissions") from None
+            self._rollback()
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.ProgrammingError):
+                raise store_error(exc, self.folder) from None
             return
         try:
             self.conn.execute("COMMIT")
         except sqlite3.DatabaseError as err:
+            self._rollback()
+            raise store_error(err, self.folder) from None
+
+    def _rollback(self) -> None:
+        try:
             self.conn.execute("ROLLBACK")
-            raise StoreError(f"cannot write the store ({err}): check free space and permissions") from None
+        except sqlite3.DatabaseError:
+            pass  # SQLite already rolled back (a damaged file or a full disk can end the transaction itself)

@@ -12,6 +12,21 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """edge_app.modelcheck remembers probed model files under $XDG_CACHE_HOME: a private one for the tests
+    (set in os.environ so that the edge-app processes the tests start use it too)."""
+    import os
+
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Fail any attempt to open a network connection (loopback included, except AF_UNIX)."""
@@ -107,16 +122,27 @@ def convert_cli():
 
 
 @pytest.fixture(scope="session")
-def converted(tiny_bundle, tmp_path_factory) -> Conversion:
-    """``edge-convert tiny_bundle --int8 --calib-images 20 --max-drop 100 --out ...`` run once, offline-checked.
+def signing_key(tmp_path_factory) -> Path:
+    """An Ed25519 private key (``edge-convert keygen``); its public half is the same path with ``.pub``."""
+    prefix = tmp_path_factory.mktemp("signing") / "lab"
+    rc, _, err = run_cli(["keygen", "--out", str(prefix)])
+    assert rc == 0, err
+    return prefix.with_suffix(".key")
+
+
+@pytest.fixture(scope="session")
+def converted(tiny_bundle, signing_key, tmp_path_factory) -> Conversion:
+    """``edge-convert tiny_bundle --int8 --calib-images 20 --max-drop 100 --sign KEY --out ...`` run once,
+    offline-checked.
 
     ``--max-drop 100``: with a few dozen validation images one changed prediction is more than a
     point, so the happy path does not depend on it; ``test_gate.py`` forces the gate instead.
+    ``--sign``: every device and benchmark test then also runs on a signed model folder.
     """
     out = tmp_path_factory.mktemp("converted") / "model"
     with record_network() as attempts:
         rc, so, se = run_cli([str(tiny_bundle), "--out", str(out), "--int8", "--calib-images", "20",
-                              "--max-batch", "8", "--max-drop", "100", "--keep-work"])
+                              "--max-batch", "8", "--max-drop", "100", "--keep-work", "--sign", str(signing_key)])
     return Conversion(rc, out, Path(tiny_bundle), so, se, attempts)
 
 

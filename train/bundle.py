@@ -22,6 +22,7 @@ from typing import Any
 
 from edge_app.atomic import atomic_write_json, sha256_file
 from edge_app.classes import default_groups
+from edge_app.errors import CytoEdgeError
 from edge_app.preprocess import PreprocessSpec
 from train.errors import BundleError
 
@@ -92,8 +93,6 @@ class Bundle:
 
     def load_model(self) -> Any:
         """Rebuild the network and load ``weights.pt`` (checked against its SHA-256)."""
-        import torch
-
         from train.models import create_model
 
         wpath = self.path(WEIGHTS_FILE)
@@ -102,12 +101,32 @@ class Bundle:
         if self.weights_sha256 and sha256_file(wpath) != self.weights_sha256:
             raise BundleError(f"bundle weights {wpath} do not match bundle.json (sha256 differs): re-run edge-train")
         model = create_model(self.architecture, self.num_classes)
-        state = torch.load(wpath, map_location="cpu", weights_only=True)
+        state = load_torch_file(wpath, BundleError, "bundle weights", "re-run edge-train, or copy the bundle again")
+        if not isinstance(state, dict):
+            raise BundleError(f"bundle weights {wpath} hold a {type(state).__name__}, not a state_dict: re-run edge-train")
         try:
             model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise BundleError(f"bundle weights {wpath} do not fit {self.architecture}: {str(exc).splitlines()[0]}") from None
+        except (RuntimeError, TypeError, AttributeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BundleError(f"bundle weights {wpath} do not fit {self.architecture}: {first}") from None
         return model.eval()
+
+
+def load_torch_file(path: Path, error: type[CytoEdgeError], what: str, remedy: str) -> Any:
+    """``torch.load(path, weights_only=True)``, where a damaged file, random bytes or a pickle of objects is
+    one line of ``error`` (its hash may match: whoever rewrote the file could rewrite the hash too)."""
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses or reads
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - the zip, pickle and tensor readers raise many kinds; all mean a bad file
+        first = (" ".join(str(exc).split()) or type(exc).__name__)[:120]
+        raise error(f"{what} {path} is damaged or not a plain tensor file ({type(exc).__name__}: {first}): "
+                    f"{remedy}") from None
 
 
 def write_bundle(directory: str | Path, bundle: Bundle, state_dict: dict[str, Any],

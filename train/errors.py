@@ -19,6 +19,10 @@ class BundleError(CytoEdgeError):
     """A checkpoint bundle is missing or malformed."""
 
 
+class CheckpointError(CytoEdgeError):
+    """A checkpoint to resume from is damaged or not what edge-train writes."""
+
+
 class TrainingDivergedError(CytoEdgeError):
     """The loss became NaN or infinite; the run stops before writing a broken model."""
 

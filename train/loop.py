@@ -25,14 +25,14 @@ from edge_app.atomic import atomic_write_bytes, atomic_write_json, atomic_write_
 from edge_app.classes import default_groups
 from edge_app.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 from edge_app.rejection import fit_rejection
-from train.bundle import Bundle, write_bundle
+from train.bundle import Bundle, load_torch_file, write_bundle
 from train.config import TrainConfig
 from train.data.dataset import CellDataset
 from train.data.samplers import PKBatchSampler
 from train.data.sipakmed import DatasetIndex
 from train.data.transforms import Augmentation
 from train.distributed import DistInfo, barrier
-from train.errors import TrainingDivergedError
+from train.errors import CheckpointError, TrainingDivergedError
 from train.losses import HybridLoss
 from train.metrics import classification_metrics, same_scores_for_every_image
 from train.models import create_model, get_model_info
@@ -140,6 +140,21 @@ def _save_checkpoint(path: Path, model: torch.nn.Module, opt: Any, sched: Any, e
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _resume_from(path: Path, model: torch.nn.Module, opt: Any, sched: Any, fold: int) -> tuple[list[dict], int]:
+    """Load a checkpoint into model, optimiser and scheduler: (history, next epoch); a bad file is one line."""
+    remedy = f"delete it to train fold {fold} again from its first epoch, or restore it from a backup"
+    ck = load_torch_file(path, CheckpointError, "checkpoint", remedy)
+    try:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        return list(ck["history"]), int(ck["epoch"]) + 1
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        first = (" ".join(str(exc).split()) or type(exc).__name__)[:120]
+        raise CheckpointError(f"checkpoint {path} is not one edge-train wrote for this run ({type(exc).__name__}: "
+                              f"{first}): {remedy}") from None
+
+
 def _write_predictions(path: Path, ds: CellDataset, root: Path, logits: np.ndarray, class_names: list[str]) -> None:
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
     out = io.StringIO()
@@ -178,11 +193,7 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
     start = 0
     ckpt_path = fold_dir / CHECKPOINT
     if resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        history, start = list(ck["history"]), int(ck["epoch"]) + 1
+        history, start = _resume_from(ckpt_path, model, opt, sched, fold)
         if dist.is_main:
             print(f"fold {fold}: resuming after epoch {start} of {cfg.epochs}")
 

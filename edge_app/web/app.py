@@ -33,10 +33,10 @@ from edge_app.errors import CytoEdgeError, StoreError
 from edge_app.report import REPORT_FORMATS, TriageRule, build_report, render, triage
 from edge_app.store import DB_FILE, Store, check_slide_id
 from edge_app.web.live import LiveState
-from edge_app.web.reviews import (NOT_A_CELL, ReviewError, add_review, allowed_labels, export_zip, reviews,
-                                  review_queue)
-from edge_app.web.security import (CSRF_FIELD, CSRF_HEADER, LOCAL_NAMES, TOKEN_COOKIE, new_csrf_token,
-                                   presented_token, same_origin, token_matches)
+from edge_app.web.reviews import (NOT_A_CELL, ReviewError, add_review, allowed_labels, cell_id_of, export_zip,
+                                  reviews, review_queue)
+from edge_app.web.security import (CSRF_FIELD, CSRF_HEADER, LOCAL_NAMES, TOKEN_COOKIE, has_control_chars,
+                                   local_path, new_csrf_token, presented_token, same_origin, token_matches)
 
 _MIMES = {"md": "text/markdown; charset=utf-8", "json": "application/json", "csv": "text/csv; charset=utf-8"}
 _CSP = ("default-src 'self'; img-src 'self' blob:; style-src 'self'; script-src 'self'; connect-src 'self'; "
@@ -83,14 +83,15 @@ def create_app(cfg: WebConfig) -> Flask:
 
     @app.before_request
     def guard() -> Response | None:
+        if has_control_chars(request.path):  # CR/LF/tab ... in a path are never ours (and never a header)
+            abort(400, "control characters in the path")
         if cfg.token is not None:
             given = request.args.get("token")
             if given is not None:  # the printed address: set the cookie, then drop the token from the URL
                 if request.method != "GET" or not token_matches(cfg.token, given):
                     return Response(status=401)
-                path = request.path if not request.path.startswith(("//", "/\\")) else "/"
                 rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
-                resp = redirect(path + (f"?{urlencode(rest)}" if rest else ""), 303)
+                resp = redirect(local_path(request.path) + (f"?{urlencode(rest)}" if rest else ""), 303)
                 resp.set_cookie(TOKEN_COOKIE, cfg.token, httponly=True, samesite="Strict", path="/")
                 return resp
             if not token_matches(cfg.token, presented_token(request.headers, request.cookies)):
@@ -248,10 +249,7 @@ def create_app(cfg: WebConfig) -> Flask:
                                page=page, pages=pages, not_a_cell=NOT_A_CELL)
 
     def review_from(data: dict[str, Any]) -> dict[str, Any]:
-        try:
-            cell_id = int(data.get("cell", ""))
-        except (TypeError, ValueError):
-            raise ReviewError("cell must be a cell id (a whole number)") from None
+        cell_id = cell_id_of(data.get("cell"))
         with open_store() as store:
             if store is None:
                 raise ReviewError("this store holds no cells yet")

@@ -19,7 +19,6 @@ are listed in that file but get no folder: they are not a class to train on.
 
 from __future__ import annotations
 
-import csv
 import io
 import shutil
 import sqlite3
@@ -32,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_app.atomic import atomic_write_bytes, atomic_write_text
+from edge_app.csvsafe import SafeWriter
 from edge_app.errors import CytoEdgeError
-from edge_app.store import CellRecord, Store, now_iso
+from edge_app.store import MAX_ROWID, CellRecord, Store, db_errors, now_iso
 
 NOT_A_CELL = "not_a_cell"  # the reviewer's label for debris, a fold or an out-of-focus blob
 MAX_REVIEWER = 64  # characters
@@ -102,6 +102,25 @@ def _clean_text(value: object, what: str, limit: int, *, required: bool, newline
     return text
 
 
+def cell_id_of(value: object) -> int:
+    """A cell id from a form field or JSON: a whole number (digits, or a JSON integer that is not a boolean)
+    in SQLite's id range; anything else is a :class:`ReviewError` (400), never a lookup.
+
+    >>> cell_id_of("42"), cell_id_of(42)
+    (42, 42)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ReviewError("cell must be a cell id (a whole number)")
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 19:
+            raise ReviewError("cell must be a cell id (a whole number)")
+        value = int(text)
+    if not 0 < value <= MAX_ROWID:
+        raise ReviewError(f"cell must be a cell id between 1 and {MAX_ROWID}")
+    return value
+
+
 def check_reviewer(name: object) -> str:
     """The reviewer's name, stripped: 1-64 printable characters.
 
@@ -125,6 +144,7 @@ def _review(r: sqlite3.Row) -> Review:
                   r["old_group"], r["new_label"], r["note"])
 
 
+@db_errors
 def add_review(store: Store, cell_id: int, new_label: str, reviewer: str, note: str = "") -> Review:
     """Validate and store one review (its own row; the cell is left as the model wrote it)."""
     cell = store.cell(cell_id)
@@ -143,6 +163,7 @@ def add_review(store: Store, cell_id: int, new_label: str, reviewer: str, note: 
     return _review(row)
 
 
+@db_errors
 def reviews(store: Store, *, slide_id: str | None = None, cell_id: int | None = None,
             limit: int | None = None) -> list[Review]:
     """Reviews, newest first."""
@@ -186,12 +207,13 @@ def _export_rows(store: Store) -> Iterator[tuple[Review, CellRecord, int]]:
             yield rev, cell, int(frame[0])
 
 
+@db_errors
 def export_entries(store: Store) -> tuple[list[tuple[str, Path]], str, ExportResult]:
     """(class-folder files as (relative path, crop file), the manifest CSV text, the counts)."""
     result = ExportResult(Path())
     files: list[tuple[str, Path]] = []
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SafeWriter(buf, lineterminator="\n")  # notes, names and file names are typed by people: no formulas
     w.writerow(["file", "cell", "slide", "frame", "model_label", "model_group", "confidence", "label", "reviewer",
                 "reviewed", "note"])
     for rev, cell, frame_id in _export_rows(store):

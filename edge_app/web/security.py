@@ -17,11 +17,10 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import secrets
 import string
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from edge_app.errors import CytoEdgeError
 
@@ -35,18 +34,36 @@ LOCAL_NAMES = ("127.0.0.1", "localhost")  # the Host values answered without a t
 
 
 def is_local(host: str) -> bool:
-    """Loopback on IPv4 (or ``localhost``): the only binding that may go without a token.
+    """127.0.0.1 or ``localhost``: the only bindings that go without a token (and answer only those Host names).
 
-    >>> is_local("127.0.0.1"), is_local("localhost"), is_local("0.0.0.0"), is_local("192.168.1.20")
+    Any other address, other loopback addresses included (127.0.0.2 would be reached under a
+    Host name the view does not answer without a token), gets a generated token.
+
+    >>> is_local("127.0.0.1"), is_local("localhost"), is_local("127.0.0.2"), is_local("0.0.0.0")
     (True, True, False, False)
     """
-    if host == "localhost":
-        return True
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return addr.version == 4 and addr.is_loopback
+    return host in LOCAL_NAMES
+
+
+def has_control_chars(text: str) -> bool:
+    r"""Any C0 control character or DEL (CR, LF, tab, NUL ...).
+
+    >>> has_control_chars("/review"), has_control_chars("/\r\nSet-Cookie:x"), has_control_chars("/\t/evil.example")
+    (False, True, True)
+    """
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
+def local_path(path: str) -> str:
+    r"""``path`` as a redirect target that stays on this site: percent-encoded, one leading slash.
+
+    A browser drops tabs and newlines from a ``Location`` and reads ``//host`` or ``/\\host`` as
+    another site, so every such character is encoded and leading slashes collapse to one.
+
+    >>> local_path("/review"), local_path("/\t/evil.example"), local_path("//evil.example"), local_path("/\\evil")
+    ('/review', '/%09/evil.example', '/evil.example', '/%5Cevil')
+    """
+    return "/" + quote(path, safe="/-._~!$'()*+,;=:@").lstrip("/")
 
 
 def resolve_token(host: str, token: str | None) -> str | None:

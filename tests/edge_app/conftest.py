@@ -16,6 +16,28 @@ def field_frames(synth_tree) -> list[Path]:
     return frames
 
 
+@pytest.fixture(scope="session")
+def distinct_frames(field_frames):
+    """``distinct_frames(folder, n)``: ``n`` frames made from the fields, each copy one pixel different.
+
+    A slide scanned field after field needs distinct files: byte-identical files are one physical
+    frame, which a slide records once (edge_app.resume).
+    """
+    import cv2
+
+    fields = [cv2.imread(str(f)) for f in field_frames]
+
+    def make(folder: Path, n: int, name: str = "frame_{:03d}.png") -> Path:
+        folder.mkdir(parents=True)
+        for i in range(n):
+            img = fields[i % len(fields)].copy()
+            img[0, 0] = (i % 256, i // 256, 11)
+            cv2.imwrite(str(folder / name.format(i)), img)
+        return folder
+
+    return make
+
+
 @pytest.fixture
 def model_copy(device_model, tmp_path) -> Path:
     """A private copy of the model folder that a test may damage."""

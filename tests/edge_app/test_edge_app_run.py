@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -163,13 +162,6 @@ def test_camera_that_drops_out_is_reopened_then_given_up(device_model, field_fra
     s.close()
 
 
-def many_frames(field_frames, folder: Path, n: int) -> Path:
-    folder.mkdir()
-    for i in range(n):
-        shutil.copy(field_frames[i % len(field_frames)], folder / f"frame_{i:03d}.png")
-    return folder
-
-
 def start_app(device_model, source: Path, out: Path, slide: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "edge_app", "--model", str(device_model), "--source", str(source), "--slide", slide,
@@ -185,8 +177,8 @@ def wait_for_frames(proc: subprocess.Popen, db: Path, n: int, timeout: float = 6
         time.sleep(0.05)
 
 
-def test_kill_9_leaves_every_committed_frame_intact(device_model, field_frames, tmp_path):
-    source = many_frames(field_frames, tmp_path / "frames", 80)
+def test_kill_9_leaves_every_committed_frame_intact(device_model, distinct_frames, tmp_path):
+    source = distinct_frames(tmp_path / "frames", 80)
     out = tmp_path / "store"
     proc = start_app(device_model, source, out, "k9")
     wait_for_frames(proc, out / "cytoedge.sqlite", 3)
@@ -197,16 +189,18 @@ def test_kill_9_leaves_every_committed_frame_intact(device_model, field_frames, 
     assert 3 <= done < 80
     assert s.conn.execute("SELECT ended FROM runs").fetchone()[0] is None  # the run did not finish
     s.close()
-    # the slide goes on from where it stopped
+    # the slide goes on from where it stopped: a frame it holds is not recorded again, a new one is
     s = run(AppOptions(model=device_model, source=str(source / "frame_000.png"), slide="k9", out=out, threads=1))
+    assert s.frames_done == 0 and s.resumed == 1
+    s = run(AppOptions(model=device_model, source=str(source / "frame_079.png"), slide="k9", out=out, threads=1))
     assert s.frames_done == 1
     st = Store(out, create=False)
     assert [r[0] for r in st.conn.execute("SELECT seq FROM frames ORDER BY seq")] == list(range(done + 1))
     st.close()
 
 
-def test_sigterm_finishes_the_frame_and_closes_the_store(device_model, field_frames, tmp_path):
-    source = many_frames(field_frames, tmp_path / "frames", 80)
+def test_sigterm_finishes_the_frame_and_closes_the_store(device_model, distinct_frames, tmp_path):
+    source = distinct_frames(tmp_path / "frames", 80)
     out = tmp_path / "store"
     proc = start_app(device_model, source, out, "term")
     wait_for_frames(proc, out / "cytoedge.sqlite", 2)

@@ -8,8 +8,8 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["edge_app.finder", "edge_app.display", "edge_app.report", "edge_app.configfile",
-                                    "benchmarks.finder_accuracy"])
+@pytest.mark.parametrize("module", ["edge_app.finder", "edge_app.display", "edge_app.report", "edge_app.resume",
+                                    "edge_app.csvsafe", "edge_app.configfile", "benchmarks.finder_accuracy"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

@@ -64,13 +64,6 @@ class App:
             raise
 
 
-def _frames(field_frames: list[Path], folder: Path, n: int = 20) -> Path:
-    folder.mkdir()
-    for i in range(n):  # the two fields again and again: a slide scanned field after field
-        (folder / f"field_{i:03d}.png").symlink_to(field_frames[i % len(field_frames)])
-    return folder
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -82,13 +75,13 @@ def _reviews(store: Path) -> list[tuple]:
         return conn.execute("SELECT cell_id, reviewer, old_label, new_label FROM reviews").fetchall()
 
 
-def test_live_report_review_and_restart_in_a_real_browser(device_model, field_frames, tmp_path):
+def test_live_report_review_and_restart_in_a_real_browser(device_model, distinct_frames, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     assert CHROMIUM.is_file(), "Debian's chromium is missing: run `make browser` (apt-get install chromium)"
     SHOTS.mkdir(parents=True, exist_ok=True)
     print(f"\nscreenshots: {SHOTS}")
-    frames, store = _frames(field_frames, tmp_path / "frames"), tmp_path / "store"
+    frames, store = distinct_frames(tmp_path / "frames", 20, "field_{:03d}.png"), tmp_path / "store"
     port = str(_free_port())  # the same address after the restart: the browser keeps what it stored for it
     with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=str(CHROMIUM),

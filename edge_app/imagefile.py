@@ -1,0 +1,177 @@
+"""One image file read as a frame, safely, whatever the folder holds.
+
+:func:`read_frame_file` is what a file source does per file, in this order:
+
+1. anything that is not a regular file (a folder named ``x.png``, a FIFO, a socket, a
+   device) is refused before it is opened for reading, and a file that turns into one
+   between listing and reading is caught by ``fstat`` on a non-blocking descriptor, so a
+   FIFO never blocks the loop;
+2. the bytes are read once and hashed: the frame's identity (:mod:`edge_app.resume`);
+   a frame the slide already holds is skipped here, before it is decoded;
+3. the width and height are read from the file's header (Pillow reads headers lazily)
+   and a frame over the pixel limit is refused before a byte of it is decompressed: a
+   1.2 MB PNG of 20000 x 20000 pixels would otherwise cost 1.2 GB as an array;
+4. OpenCV decodes it, with what the C decoders print on stderr (``libpng error: ...``,
+   ``Corrupt JPEG data ...``) kept off the terminal: it becomes part of the skip line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import stat
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.resume import file_key
+
+DEFAULT_MAX_PIXELS = 50_000_000  # a 50 MP colour frame is 150 MB as an array
+HEADER_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "PPM")  # Pillow's names for the extensions we accept
+BYTES_PER_PIXEL_CAP = 6  # 16-bit RGB, uncompressed: the largest a frame within the pixel limit can be on disk
+NOT_REGULAR, UNREADABLE, TOO_LARGE = "not a regular file", "unreadable file", "too large"
+
+
+@dataclass
+class FileRead:
+    image: np.ndarray | None  # as stored (16-bit, alpha and grey kept); None: skipped
+    key: str | None = None  # the frame's identity (edge_app.resume.file_key); None when not read
+    error: str = ""  # why image is None, for the skip line
+    problem: str = ""  # the skip's category in the run summary
+    committed_as: str | None = None  # the slide already holds this frame under that name: not decoded
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _read_regular(path: Path, max_bytes: int) -> tuple[bytes | None, str, str]:
+    """(bytes, error, problem): the whole file, only when it is a regular file of at most ``max_bytes``."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # decided before open(): opening a FIFO or a device can block or act
+            return None, f"{_kind(st.st_mode)}, not an image file", NOT_REGULAR
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        return None, f"cannot read ({exc.strerror or exc})", UNREADABLE
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # replaced between stat() and open()
+            return None, f"{_kind(st.st_mode)}, not an image file", NOT_REGULAR
+        if st.st_size > max_bytes:
+            return None, (f"too large ({st.st_size / 2**20:.0f} MB file, over the {max_bytes / 2**20:.0f} MB a "
+                          "frame within the pixel limit can take)"), TOO_LARGE
+        try:
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            return None, f"cannot read ({exc.strerror or exc})", UNREADABLE
+    if not data:
+        return None, "empty file", UNREADABLE
+    return data, "", ""
+
+
+def header_size(data: bytes) -> tuple[int, int] | int | str:
+    """(width, height) from an image file's header without decoding it; a pixel count when only that is known
+    (Pillow's own decompression-bomb limit, ~179 MP, refused it first); or why it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=HEADER_FORMATS) as im:
+                return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        return int(found.group(1)) if found else "too large (over Pillow's decompression-bomb limit)"
+    except UnidentifiedImageError:
+        return f"not a readable image (corrupt, or not one of {', '.join(HEADER_FORMATS)})"
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        return f"not a readable image ({' '.join(str(exc).split())[:120] or type(exc).__name__})"
+
+
+class NativeStderr:
+    """Captures what C libraries write to file descriptor 2 during a call (one temporary file, reused)."""
+
+    def __init__(self) -> None:
+        self._tmp: io.BufferedRandom | None = None
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[list[str]]:
+        lines: list[str] = []
+        try:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryFile()
+            self._tmp.seek(0)
+            self._tmp.truncate()
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no usable stderr (a daemon that closed it): nothing to keep off it
+            yield lines
+            return
+        os.dup2(self._tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            self._tmp.seek(0)
+            text = self._tmp.read(16384).decode("utf-8", "replace")
+            lines.extend(line.strip() for line in text.splitlines() if line.strip())
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.close()
+            self._tmp = None
+
+
+def read_frame_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    max_side: int | None = None, committed: Callable[[str], str | None] | None = None,
+                    stderr: NativeStderr | None = None) -> FileRead:
+    """Read, identify, size-check and decode one image file (see the module docstring)."""
+    import cv2
+
+    path = Path(path)
+    data, error, problem = _read_regular(path, BYTES_PER_PIXEL_CAP * max_pixels + (1 << 20))
+    if data is None:
+        return FileRead(None, error=error, problem=problem)
+    key = file_key(data)
+    earlier = committed(key) if committed is not None else None
+    if earlier is not None:
+        return FileRead(None, key, committed_as=earlier)
+    size = header_size(data)
+    if isinstance(size, str):
+        return FileRead(None, key, size, TOO_LARGE if size.startswith("too large") else UNREADABLE)
+    limit = f"{max_pixels / 1e6:g} MP" + (f", {max_side} px a side" if max_side is not None else "")
+    if isinstance(size, int):
+        return FileRead(None, key, f"too large ({size / 1e6:.0f} MP by its header, over the limit of {limit}; "
+                                   "not decoded)", TOO_LARGE)
+    w, h = size
+    if w * h > max_pixels or (max_side is not None and max(w, h) > max_side):
+        return FileRead(None, key, f"too large ({w}x{h} = {w * h / 1e6:.0f} MP by its header, over the limit of "
+                                   f"{limit}; not decoded)", TOO_LARGE)
+    own = stderr is None
+    stderr = stderr or NativeStderr()
+    try:
+        with stderr.capture() as said:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    finally:
+        if own:
+            stderr.close()
+    if image is None or image.size == 0:
+        why = "not a readable image (corrupt or unsupported format)"
+        if said:
+            why += ": " + "; ".join(said)[:200]
+        return FileRead(None, key, why, UNREADABLE)
+    return FileRead(image, key)

@@ -1,0 +1,155 @@
+"""Odd and hostile files in a frame source: a decompression bomb, a FIFO, a folder named x.png, a
+PNG that makes libpng complain, and a source that blocks when SIGTERM comes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from benchmarks.hostile_files import png_bomb
+from edge_app.app import AppOptions, run
+from edge_app.cli import main
+from edge_app.imagefile import NativeStderr, read_frame_file
+from edge_app.sources import open_source
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory) -> Path:
+    """The issue's file: 20000 x 20000 RGB, 1.2 MB on disk, 1.2 GB as an array."""
+    return png_bomb(tmp_path_factory.mktemp("bomb") / "bomb.png", 20000, 20000)
+
+
+def test_bomb_is_refused_from_its_header_without_decoding(bomb, monkeypatch):
+    assert bomb.stat().st_size < 1.5e6
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("the bomb was handed to the decoder")
+
+    monkeypatch.setattr(cv2, "imdecode", no_decode)
+    got = read_frame_file(bomb)
+    assert got.image is None and got.problem == "too large" and got.key is not None
+    assert "400 MP by its header" in got.error and "not decoded" in got.error
+    # below Pillow's own limit our (configurable) limit decides, with the dimensions
+    small = png_bomb(bomb.parent / "ten_mp.png", 4000, 2500)
+    got = read_frame_file(small, max_pixels=5_000_000)
+    assert got.problem == "too large" and "4000x2500 = 10 MP by its header, over the limit of 5 MP" in got.error
+
+
+def test_pixel_limit_is_configurable(bomb):
+    small = png_bomb(bomb.parent / "two_mp.png", 2000, 1000)
+    assert read_frame_file(small, max_pixels=1_000_000).problem == "too large"
+    got = read_frame_file(small, max_pixels=3_000_000)
+    assert got.image is not None and got.image.shape == (1000, 2000, 3)
+
+
+def test_fifo_and_folder_named_like_images_are_skipped_with_a_line_each(tmp_path):
+    os.mkfifo(tmp_path / "a_fifo.png")  # nobody writes it: opening it for reading would block forever
+    (tmp_path / "b_folder.png").mkdir()
+    cv2.imwrite(str(tmp_path / "c_field.png"), np.full((64, 64, 3), 90, np.uint8))
+    for spec in (str(tmp_path), str(tmp_path / "*.png")):  # a folder and a glob list them alike
+        with open_source(spec) as src:
+            frames = list(src)
+        assert [f.name for f in frames] == ["a_fifo.png", "b_folder.png", "c_field.png"]
+        assert [f.problem for f in frames[:2]] == ["not a regular file", "not a regular file"]
+        assert "a FIFO (named pipe)" in frames[0].error and "a folder" in frames[1].error
+        assert frames[2].image is not None
+
+
+def _damaged_pngs(folder: Path) -> list[Path]:
+    ok, buf = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8))
+    data = buf.tobytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    crc = bytearray(data)
+    crc[200:260] = bytes(60)  # inside the IDAT chunk: its CRC no longer matches
+    (folder / "bad_crc.png").write_bytes(bytes(crc))
+    return [folder / "truncated.png", folder / "bad_crc.png"]
+
+
+def test_libpng_complaints_go_into_the_skip_line_not_the_terminal(tmp_path, capfd):
+    stderr = NativeStderr()
+    reasons = [read_frame_file(p, stderr=stderr).error for p in _damaged_pngs(tmp_path)]
+    stderr.close()
+    out, err = capfd.readouterr()
+    assert "libpng" not in err and "libpng" not in out
+    assert all(r.startswith("not a readable image") and "libpng error:" in r for r in reasons), reasons
+
+
+def test_app_skips_each_odd_file_in_one_line_and_counts_it(device_model, field_frames, tmp_path, bomb, capfd,
+                                                           caplog):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    os.mkfifo(frames / "a_fifo.png")
+    (frames / "b_folder.png").mkdir()
+    os.symlink(bomb, frames / "c_bomb.png")
+    _damaged_pngs(frames)
+    cv2.imwrite(str(frames / "z_field.png"), cv2.imread(str(field_frames[0])))
+    rc = main(["--model", str(device_model), "--source", str(frames / "*.png"), "--slide", "odd", "--out",
+               str(tmp_path / "store"), "--threads", "1"])
+    out, err = capfd.readouterr()
+    assert rc == 0, err
+    assert "slide odd: 1 frames (5 skipped: " in out
+    assert all(part in out for part in ("not a regular file 2", "too large 1", "unreadable file 2"))
+    skip_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped")]
+    assert len(skip_lines) == 5 and all("\n" not in line for line in skip_lines)
+    assert sum(line.count("libpng error:") for line in skip_lines) == 2  # what libpng said is in the skip lines
+    assert "libpng" not in err  # and never on the terminal by itself (it was: "libpng error: IDAT: CRC error")
+
+
+BLOCKING = r"""
+import sys, time
+from pathlib import Path
+from edge_app.app import AppOptions, run
+from edge_app.sources import FileListSource, Frame
+
+class Stuck(FileListSource):
+    def frames(self):
+        yield from super().frames()
+        print("source blocks now", flush=True)
+        time.sleep(3600)  # a source that never answers (a hung mount, a camera driver)
+
+model, field, out = sys.argv[1:4]
+s = run(AppOptions(model=Path(model), source="", slide="stuck", out=Path(out), threads=1),
+        source=Stuck([Path(field)], "stuck"))
+print(f"stopped by {s.stopped_by}: {s.frames_done} frames", flush=True)
+"""
+
+
+def test_first_sigterm_stops_a_run_whose_source_blocks(device_model, field_frames, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", BLOCKING, str(device_model), str(field_frames[0]),
+                             str(tmp_path / "store")], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 120
+        line = ""
+        while "source blocks now" not in line:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)  # once
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM: 1 frames" in out and "Traceback" not in err
+
+
+@pytest.mark.timeout(180)
+def test_fifo_in_a_glob_does_not_hang_the_app(device_model, field_frames, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    os.mkfifo(frames / "field_000.png")
+    cv2.imwrite(str(frames / "field_001.png"), cv2.imread(str(field_frames[0])))
+    s = run(AppOptions(model=device_model, source=str(frames / "field_*.png"), slide="fifo",
+                       out=tmp_path / "store", threads=1))
+    assert s.frames_done == 1 and dict(s.skipped) == {"not a regular file": 1}

@@ -1,0 +1,150 @@
+"""A store file with damaged pages: one-line errors (exit 2) from run and report, `edge-app store check`
+and `edge-app store recover` (every readable row into a new file, whole frames only, damaged file kept)."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_app.cli import main
+from edge_app.store import DB_FILE, CellResult, Store
+from edge_app.store_repair import check_store, recover_store, salvage_table
+
+CLASSES = ["superficial_intermediate", "parabasal", "metaplastic", "koilocytotic", "dyskeratotic"]
+GROUPS = {"superficial_intermediate": "normal", "parabasal": "normal", "metaplastic": "benign",
+          "koilocytotic": "abnormal", "dyskeratotic": "abnormal"}
+
+
+def fill(folder: Path, slides: int = 2, frames: int = 30, cells: int = 12, finish: bool = True) -> dict[str, int]:
+    """A store of ``slides`` x ``frames`` x ``cells``; ``finish=False``: the last run never ends (a power cut)."""
+    with Store(folder, crop_policy="none") as s:
+        s.conn.execute("PRAGMA synchronous=OFF")  # a test fixture: durability is not what is tested here
+        for k in range(slides):
+            slide = f"S{k}"
+            s.open_slide(slide, CLASSES, GROUPS)
+            run = s.start_run(slide, source="f", model="m", model_sha256="0" * 64, fmt="tflite-int8", board="b",
+                              threads=1, settings={})
+            for i in range(frames):
+                cs = [CellResult((j, i, 20, 20), CLASSES[j % 5], GROUPS[CLASSES[j % 5]], 0.5 + j / 100, 1.0, False)
+                      for j in range(cells)]
+                s.add_frame(slide, run, name=f"f{i:03d}.png", size=(640, 480), cells=cs, key=f"sha256:{k}-{i}")
+            if finish or k < slides - 1:
+                s.end_run(run, {})
+        return {"slides": slides, "frames": slides * frames, "cells": slides * frames * cells}
+
+
+def damage(db: Path, pages: list[int]) -> None:
+    """Overwrite whole pages with garbage (an SD card that lost them)."""
+    size = sqlite3.connect(db).execute("PRAGMA page_size").fetchone()[0]
+    rng = np.random.default_rng(0)
+    with open(db, "r+b") as fh:
+        for p in pages:
+            fh.seek((p - 1) * size)
+            fh.write(rng.integers(0, 256, size, np.uint8).tobytes())
+
+
+def cells_pages(db: Path, n: int, seed: int = 0) -> list[int]:
+    """``n`` leaf pages of the cells table: b-tree table leaves (first byte 0x0D) holding bare class names (the
+    cells' rows; slides rows hold them quoted in JSON, frames rows file names, index pages no class names),
+    not the table's last page."""
+    conn = sqlite3.connect(db)
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    data = db.read_bytes()
+    leaves = [i + 1 for i in range(1, len(data) // size)
+              if data[i * size] == 0x0D and b"koilocytotic" in data[i * size:(i + 1) * size]
+              and b".png" not in data[i * size:(i + 1) * size] and b'"' not in data[i * size:(i + 1) * size]]
+    return random.Random(seed).sample(leaves[:-1], n)
+
+
+@pytest.fixture
+def damaged(tmp_path) -> tuple[Path, dict[str, int]]:
+    folder = tmp_path / "store"
+    made = fill(folder, finish=False)  # the power cut that damaged the card also interrupted the last run
+    damage(folder / DB_FILE, cells_pages(folder / DB_FILE, 3))
+    return folder, made
+
+
+def test_report_and_run_on_a_damaged_store_are_one_line_exit_2(damaged, device_model, field_frames, capsys):
+    folder, _ = damaged
+    assert main(["report", "--slide", "S0", "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is damaged" in err and "edge-app store recover" in err, err
+    assert main(["--model", str(device_model), "--source", str(field_frames[0]), "--slide", "S0", "--out",
+                 str(folder), "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("edge-app: error: store") and "damaged" in err, err
+    assert "Traceback" not in err
+
+
+def test_store_check_tells_sound_from_damaged(tmp_path, damaged, capsys):
+    sound = tmp_path / "sound"
+    fill(sound, slides=1, frames=3)
+    assert main(["store", "check", "--out", str(sound)]) == 0
+    assert "ok (PRAGMA integrity_check)" in capsys.readouterr().out
+    folder, _ = damaged
+    assert not check_store(folder).ok
+    assert main(["store", "check", "--out", str(folder)]) == 3
+    out, err = capsys.readouterr()
+    assert out.strip() and err.count("\n") == 1 and "store recover" in err
+
+
+def test_recover_keeps_every_readable_whole_frame_and_the_damaged_file(damaged, capsys):
+    folder, made = damaged
+    damaged_bytes = (folder / DB_FILE).read_bytes()
+    assert main(["store", "recover", "--out", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "integrity: ok" in out and "the damaged file is kept as" in out
+    kept = sorted(folder.glob("cytoedge.damaged-*.sqlite"))
+    assert len(kept) == 1 and kept[0].read_bytes() == damaged_bytes  # the damaged file is kept as it was
+    assert check_store(folder).ok
+    with Store(folder, create=False) as s:
+        frames = s.conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
+        cells = s.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+        whole = s.conn.execute("SELECT COUNT(*) FROM frames f WHERE n_cells = "
+                               "(SELECT COUNT(*) FROM cells c WHERE c.frame_id = f.id)").fetchone()[0]
+        assert whole == frames  # only whole frames: a rerun records the others again
+        assert s.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        keys = s.frame_keys("S0")
+        report_ok = s.slide_counts("S0").cells
+    assert 0.5 * made["cells"] < cells < made["cells"] and 0.5 * made["frames"] < frames <= made["frames"]
+    assert report_ok > 0 and all(k.startswith("sha256:0-") for k in keys)
+    assert main(["report", "--slide", "S0", "--out", str(folder)]) == 0
+    print(f"survived: {frames}/{made['frames']} frames, {cells}/{made['cells']} cells")
+
+
+def test_salvage_reads_past_a_damaged_page(tmp_path):
+    folder = tmp_path / "store"
+    made = fill(folder, slides=1, frames=60)
+    db = folder / DB_FILE
+    damage(db, cells_pages(db, 1, seed=3))
+    conn = sqlite3.connect(db)
+    with pytest.raises(sqlite3.DatabaseError):  # what iterdump() and a plain SELECT meet
+        conn.execute("SELECT COUNT(*), SUM(length(class_name)) FROM cells").fetchall()
+    got = salvage_table(conn, "cells")
+    conn.close()
+    ids = [r["id"] for r in got.rows]
+    assert got.damaged_regions >= 1 and ids == sorted(ids)
+    assert made["cells"] - 200 < len(ids) < made["cells"]  # one 4 KB page holds a few dozen cells
+    assert max(ids) > made["cells"] - 20  # the scan went on past the damage to the end of the table
+
+
+def test_recover_refuses_while_an_edge_app_writes_and_an_unreadable_schema(tmp_path):
+    from edge_app.errors import StoreError
+    from edge_app.leftovers import WriterLock
+
+    folder = tmp_path / "store"
+    fill(folder, slides=1, frames=2)
+    lock = WriterLock(folder)
+    lock.share()  # a capture run on this store
+    with pytest.raises(StoreError, match="an edge-app is writing"):
+        recover_store(folder)
+    lock.release()
+    damage(folder / DB_FILE, [1])  # the header and the schema page
+    with pytest.raises(StoreError):
+        recover_store(folder)
+    assert (folder / DB_FILE).is_file()  # nothing was moved
