@@ -16,6 +16,7 @@ apply to them too.
 >>> _ = p.add_argument("--min-cell-area", type=float, default=0.001)
 >>> _ = p.add_argument("--quiet", action="store_true")
 >>> apply_config(p, {"min_cell_area": 0.002, "quiet": True}, "demo.toml")
+{}
 >>> p.parse_args([]).min_cell_area, p.parse_args(["--min-cell-area", "0.005"]).min_cell_area
 (0.002, 0.005)
 >>> apply_config(p, {"min_cell_aera": 1}, "demo.toml")
@@ -128,23 +129,31 @@ def _value(action: argparse.Action, key: str, value: Any, source: str) -> Any:
     return [_one_value(action, key, v, source) for v in items]
 
 
-def apply_config(parser: argparse.ArgumentParser, values: dict[str, Any], source: str) -> None:
+def apply_config(parser: argparse.ArgumentParser, values: dict[str, Any], source: str) -> dict[str, Any]:
     """Make ``values`` the parser's defaults (checked like command-line values), so the command line still wins.
 
     An option or positional the file provides is no longer required on the command line.
+    Returns the values of repeatable options (``action="append"``): argparse would add the
+    command line's to them, so :func:`parse_args` uses them only when the command line gives none.
     """
     keys = option_keys(parser)
     defaults: dict[str, Any] = {}
+    fallbacks: dict[str, Any] = {}
     for key, value in values.items():
         action = keys.get(key)
         if action is None:
             raise ConfigFileError(unknown_key_message(source, key, keys) +
                                   "; the keys are the long option names with underscores, see --help")
-        defaults[action.dest] = _value(action, key, value, source)
+        converted = _value(action, key, value, source)
+        if isinstance(action, argparse._AppendAction):
+            fallbacks[action.dest] = converted
+        else:
+            defaults[action.dest] = converted
         action.required = False
         if not action.option_strings:  # a positional the file supplies becomes optional on the command line
             action.nargs = "*" if action.nargs in ("+", "*") else "?"
     parser.set_defaults(**defaults)
+    return fallbacks
 
 
 def config_path(argv: Sequence[str]) -> str | None:
@@ -180,5 +189,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str], *, section:
             known = option_keys(parser)
             values = {k: v for k, v in raw.items() if k in known and not isinstance(v, dict)}
             values.update(own)
-        apply_config(parser, values, path)
+        fallbacks = apply_config(parser, values, path)
+        args = parser.parse_args(argv)
+        for dest, value in fallbacks.items():  # a repeatable option from the file, unless the command line repeats it
+            if getattr(args, dest, None) in (None, []):
+                setattr(args, dest, value)
+        return args
     return parser.parse_args(argv)

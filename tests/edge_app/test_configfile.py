@@ -148,3 +148,15 @@ def test_apply_config_switches_and_lists():
     assert (a.on, a.keep, a.sizes, a.rgb) == (True, False, [1, 2], [0.5, 0.5, 0.5])
     with pytest.raises(ConfigFileError, match="rgb takes a list of 3 values"):
         apply_config(p, {"rgb": [1, 2]}, "t.toml")
+
+
+def test_a_repeatable_option_from_the_file_is_replaced_not_extended_by_the_command_line(tmp_path):
+    p = argparse.ArgumentParser()
+    _ = p.add_argument("--config")
+    p.add_argument("--trust", type=Path, action="append")
+    (tmp_path / "c.toml").write_text('trust = ["a.pub", "b.pub"]\n')
+    assert parse_args(p, ["--config", str(tmp_path / "c.toml")]).trust == [Path("a.pub"), Path("b.pub")]
+    p = argparse.ArgumentParser()
+    _ = p.add_argument("--config")
+    p.add_argument("--trust", type=Path, action="append")
+    assert parse_args(p, ["--config", str(tmp_path / "c.toml"), "--trust", "c.pub"]).trust == [Path("c.pub")]
