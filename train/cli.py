@@ -8,7 +8,8 @@
 
 Defaults are the paper's recipe (SGD momentum 0.9, weight decay 0.005, lr 1e-4 x0.1 at
 epochs 30 and 60, 100 epochs, batch 16, 5 folds); every value can also come from
---config FILE (TOML or JSON with the same keys, underscores instead of dashes).
+--config FILE (TOML or JSON with the same keys, underscores instead of dashes; a switch as its
+setting, e.g. groups = false for --no-groups).
 """
 
 from __future__ import annotations

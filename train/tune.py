@@ -360,6 +360,7 @@ def _run_trial(study: Any, trial: Any, opts: TuneOptions, say: Callable[[str], N
             run_training(cfg, resume=resume, on_epoch=_Reporter(trial, opts, say))
     except optuna.TrialPruned as exc:
         trial.set_user_attr("stopped", str(exc))
+        trial.set_user_attr("seconds", round(time.monotonic() - t0, 1))
         study.tell(trial, state=TrialState.PRUNED)
         say(f"trial {trial.number}: {exc} ({time.monotonic() - t0:.0f} s)")
         _drop_checkpoints(run_dir)

@@ -104,6 +104,31 @@ def write_plots(study: Any, out: Path, say: Callable[[str], None]) -> list[Path]
     return written
 
 
+def edge_notes(params: dict[str, Any], opts: "TuneOptions", edge: float = 0.1) -> list[str]:
+    """Best values in the outer tenth of their range (log scale where searched so): the optimum may lie outside.
+
+    >>> from train.config import TrainConfig
+    >>> from train.tune import TuneOptions
+    >>> edge_notes({"lr": 0.089, "margin": 1.0}, TuneOptions(TrainConfig()))
+    ['lr 0.089 is at the top of its range 0.0001..0.1: widen it in the [search] table to see past it']
+    """
+    import math
+
+    notes = []
+    for name, value in params.items():
+        p = opts.search.get(name)
+        if p is None or p.choices or not isinstance(value, (int, float)):
+            continue
+        f = (lambda x: math.log(x)) if p.log else (lambda x: x)
+        where = (f(value) - f(p.low)) / (f(p.high) - f(p.low))
+        at_zero = not p.log and p.low == 0 and where <= edge  # 0 is as low as label smoothing or hue go
+        if (where >= 1 - edge or where <= edge) and not at_zero:
+            side = "top" if where >= 1 - edge else "bottom"
+            notes.append(f"{name} {value:.3g} is at the {side} of its range {p.low:g}..{p.high:g}: widen it in the "
+                         "[search] table to see past it")
+    return notes
+
+
 def print_summary(study: Any, opts: "TuneOptions", say: Callable[[str], None], top: int = 8) -> None:
     """The best trials as a table, then where the results are."""
     from rich.console import Console
@@ -111,15 +136,18 @@ def print_summary(study: Any, opts: "TuneOptions", say: Callable[[str], None], t
 
     from train.tune import state_counts
 
-    trials = [t for t in study.get_trials(deepcopy=False) if t.value is not None]
-    trials.sort(key=lambda t: -t.value)
+    from optuna.trial import TrialState
+
+    everything = study.get_trials(deepcopy=False)
+    trials = sorted((t for t in everything if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
     names = list(opts.search)
-    t = Table(title=f"study {opts.name}: best {min(top, len(trials))} of {len(trials)} completed trials "
-                    f"({', '.join(f'{v} {k.lower()}' for k, v in sorted(state_counts(study).items()))})")
+    counts = state_counts(study)
+    t = Table(title=f"study {opts.name}: the best {min(top, len(trials))} of {len(trials)} complete trials "
+                    f"({counts.get('PRUNED', 0)} pruned, {counts.get('FAIL', 0)} failed)")
     for col in ("trial", opts.objective, *names, "s"):
         t.add_column(col, justify="right")
     for tr in trials[:top]:
-        t.add_row(str(tr.number), f"{tr.value:.4f}",
+        t.add_row(str(tr.number) + (" (baseline)" if tr.user_attrs.get("baseline") else ""), f"{tr.value:.4f}",
                   *[f"{tr.params[n]:.4g}" if isinstance(tr.params.get(n), float) else str(tr.params.get(n, ""))
                     for n in names], str(tr.user_attrs.get("seconds", "")))
     Console(width=120).print(t)
@@ -129,6 +157,8 @@ def print_summary(study: Any, opts: "TuneOptions", say: Callable[[str], None], t
         say(f"baseline: trial {base.number}, {opts.objective} {base.value:.4f}; the best trial is "
             f"{best.value - base.value:+.4f} from it")
     if best is not None:
+        for note in edge_notes(best.params, opts):
+            say(f"note: {note}")
         say(f"best: trial {best.number}, {opts.objective} {best.value:.4f}; configuration {Path(opts.out) / RUN_TOML} "
             f"(train it: edge-train --config {Path(opts.out) / RUN_TOML}); its bundles: {best.user_attrs.get('run_dir')}")
     say(f"plots: {Path(opts.out)}/history.png, importances.png, learning_curves.png; "
