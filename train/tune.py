@@ -375,6 +375,9 @@ def _run_trial(study: Any, trial: Any, opts: TuneOptions, say: Callable[[str], N
         trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
         study.tell(trial, state=TrialState.FAIL)
         raise
+    import torch
+
+    trial.set_user_attr("threads", torch.get_num_threads())  # a retrain matches the trial bit for bit with as many
     per_fold = {k: fold_objective(opts, run_dir / f"fold_{k}") for k in opts.folds}
     value = sum(per_fold.values()) / len(per_fold)
     trial.set_user_attr("per_fold", {str(k): v for k, v in per_fold.items()})

@@ -46,6 +46,9 @@ def run_toml_text(study: Any, opts: "TuneOptions", best: Any) -> str:
         f"{datetime.now(timezone.utc).astimezone().isoformat(timespec='seconds')}",
         f"# searched: {'; '.join(p.describe() for p in opts.search.values())}",
         f"# train it:  edge-train --config {out / RUN_TOML}    (all folds: add --fold -1; elsewhere: --out DIR)",
+        *([f"#   the trial ran with {best.user_attrs['threads']} torch thread(s): OMP_NUM_THREADS="
+           f"{best.user_attrs['threads']} reproduces it bit for bit (other thread counts round differently)"]
+          if "threads" in best.user_attrs else []),
         f"# the trial's own run (its bundles): {best.user_attrs.get('run_dir', '')}",
         "# mean = [] and std = [] mean the model's own normalisation (ImageNet's).",
         "",
