@@ -92,6 +92,8 @@ class TrainConfig:
     # -- run ---------------------------------------------------------------------------
     seed: int = opt(0, "seed for folds, initialisation, batch order and augmentation")
     workers: int = opt(0, "DataLoader worker processes (0 = load in the training process)")
+    threads: int = opt(0, "CPU threads of torch (0 = torch's default, one per core); the same seed and thread "
+                          "count on the same CPU repeat a run bit for bit, another count rounds differently")
     device: str = opt("auto", "'auto', 'cpu', 'cuda' or 'cuda:N'")
     amp: bool = opt(True, "mixed precision on CUDA (ignored on CPU)", flag="--no-amp",
                     flag_help="full precision on CUDA too (default: mixed precision on CUDA; the CPU always runs "
@@ -117,6 +119,7 @@ class TrainConfig:
             (self.resize == 0 or self.resize >= self.input_size, "--resize must be 0 or at least --input-size"),
             (0 < self.threshold_quantile <= 1, "threshold_quantile must be in (0, 1]"),
             (self.workers >= 0, "--workers must be >= 0"),
+            (self.threads >= 0, f"--threads must be 0 (all cores) or more, got {self.threads}"),
             (self.limit_per_class >= 0, "--limit-per-class must be >= 0"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.lam >= 0 and self.margin >= 0, "lam and margin must be >= 0"),

@@ -118,6 +118,8 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, on_epoch: "EpochCall
     from train.loop import train_fold
 
     cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     dist, device = init_distributed(cfg.device)
     try:
         if dist.is_main:

@@ -48,7 +48,7 @@ OBJECTIVES = {
 }
 STUDY_FILE, LOCK_FILE, TRIALS_DIR = "study.sqlite", "study.lock", "trials"
 SETTINGS_ATTR = "cytoedge_settings"  # what the study was made with: a re-run must match it
-IGNORED_SETTINGS = ("out", "progress", "workers", "device")  # change nothing a trial computes
+IGNORED_SETTINGS = ("out", "progress", "workers", "device", "threads")  # change nothing a trial computes but rounding
 
 
 @dataclass
@@ -501,7 +501,7 @@ def _run_jobs(opts: TuneOptions, deadline: float | None) -> None:
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per job: no forked torch threads
-    threads = max(1, (os.cpu_count() or 1) // opts.jobs)
+    threads = opts.train.threads or max(1, (os.cpu_count() or 1) // opts.jobs)  # --threads: per job
     procs = [ctx.Process(target=_worker_main, args=(opts, i + 1, deadline, threads), name=f"tune-job-{i + 1}")
              for i in range(opts.jobs)]
     for p in procs:

@@ -70,6 +70,9 @@ def get_parser() -> argparse.ArgumentParser:
             action.help = f"study folder: study.sqlite, trials/, run.toml, best.json, plots (default: {DEFAULT_OUT})"
         elif action.dest == "fold":
             action.help = "search on this fold only (0-based); -1 = every fold, the objective their mean (default: -1)"
+        elif action.dest == "threads":
+            action.help = ("torch threads of each trial (0 = the cores shared out over --jobs); run.toml records "
+                           "the count a trial ran with, so its retrain repeats the trial bit for bit (default: 0)")
     return p
 
 

@@ -37,7 +37,9 @@ def run_toml_text(study: Any, opts: "TuneOptions", best: Any) -> str:
     from train.tune import state_counts
 
     out = Path(opts.out)
-    cfg = replace(opts.train, **best.params, out=str(out / "best"))
+    # the trial's own thread count: run.toml then repeats the trial bit for bit (0, all cores, rounds differently)
+    cfg = replace(opts.train, **best.params, out=str(out / "best"),
+                  threads=best.user_attrs.get("threads", opts.train.threads))
     counts = state_counts(study)
     header = [
         f"# edge-train configuration: the best trial of the study {opts.name!r} ({opts.storage_url})",
@@ -46,8 +48,8 @@ def run_toml_text(study: Any, opts: "TuneOptions", best: Any) -> str:
         f"{datetime.now(timezone.utc).astimezone().isoformat(timespec='seconds')}",
         f"# searched: {'; '.join(p.describe() for p in opts.search.values())}",
         f"# train it:  edge-train --config {out / RUN_TOML}    (all folds: add --fold -1; elsewhere: --out DIR)",
-        *([f"#   the trial ran with {best.user_attrs['threads']} torch thread(s): OMP_NUM_THREADS="
-           f"{best.user_attrs['threads']} reproduces it bit for bit (other thread counts round differently)"]
+        *([f"#   threads = {best.user_attrs['threads']}: the trial's torch thread count, so the run repeats the trial "
+           f"bit for bit (threads = 0 uses every core: faster, but it rounds differently)"]
           if "threads" in best.user_attrs else []),
         f"# the trial's own run (its bundles): {best.user_attrs.get('run_dir', '')}",
         "# mean = [] and std = [] mean the model's own normalisation (ImageNet's).",

@@ -29,7 +29,7 @@ def edge_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("case", ["unknown_model", "folds_1", "few_images", "corrupt_config", "unknown_key",
-                                  "missing_data", "not_writable", "existing_run"])
+                                  "missing_data", "not_writable", "existing_run", "negative_threads"])
 def test_bad_input_is_one_line(tmp_path, case):
     data = _imagefolder(tmp_path / "data")
     base = ["--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--input-size", "32",
@@ -52,6 +52,8 @@ def test_bad_input_is_one_line(tmp_path, case):
         blocker = tmp_path / "file"
         blocker.write_text("x")  # a file where the run folder's parent should be: not writable even as root
         args, msg = ["--data", str(data), "--out", str(blocker / "run"), "--folds", "2"], "cannot write to output folder"
+    elif case == "negative_threads":
+        args, msg = base + ["--threads", "-1"], "--threads must be 0 (all cores) or more, got -1"
     else:
         (tmp_path / "run").mkdir()
         (tmp_path / "run" / "config.json").write_text("{}")

@@ -98,6 +98,7 @@ def test_run_toml_is_the_best_trial_and_edge_train_trains_it(killed_and_resumed,
     for name, value in best.params.items():
         assert getattr(cfg, name) == pytest.approx(value), name
     assert (cfg.epochs, cfg.input_size, cfg.fold, cfg.data) == (3, 32, 0, str(synth_tree))
+    assert cfg.threads == best.user_attrs["threads"] >= 1  # the trial's own count: its retrain repeats it exactly
     saved = json.loads((out / "best.json").read_text())
     assert saved["trial"] == best.number and saved["value"] == pytest.approx(best.value)
     for png in ("history.png", "learning_curves.png"):
