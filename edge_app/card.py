@@ -104,6 +104,11 @@ class ModelCard:
             raise ModelCardError(
                 f"model card schema version {version!r} is not supported (this CytoEdge reads version "
                 f"{SCHEMA_VERSION}): convert the model again with this release's edge-convert")
+        names = d.get("class_names") if isinstance(d, dict) else None
+        if (not isinstance(names, list) or not names or len(set(map(str, names))) != len(names)
+                or not all(isinstance(n, str) and n for n in names)):
+            raise ModelCardError("model card is malformed (class_names is not a list of distinct class names, "
+                                 f"got {str(names)[:80]!r}): convert the model again")
         try:
             return cls(
                 architecture=d["architecture"],

@@ -95,9 +95,10 @@ class LiveState:
             self._cond.wait_for(lambda: self._version > after and self._frame is not None, timeout=timeout)
             if self._frame is None or self._version <= after:
                 return None
-            version, frame = self._version, self._frame
         with self._encode_lock:  # one encoding per frame, however many viewers ask for it
-            if self._jpeg is None or self._jpeg[0] != version:
+            with self._cond:  # the newest frame by now: a viewer that waited here never re-encodes an older one
+                version, frame = self._version, self._frame
+            if self._jpeg is None or self._jpeg[0] < version:
                 self._jpeg = (version, self._encode(frame))
                 self.encoded += 1
             return self._jpeg

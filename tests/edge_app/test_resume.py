@@ -197,7 +197,9 @@ def test_kill_9_and_rerun_loop_counts_like_one_clean_run(device_model, distinct_
     assert slide_record(out, "k") == expected
     with Store(out, create=False) as s:
         ends = s.conn.execute("SELECT COUNT(ended), COUNT(*) FROM runs").fetchone()
-    assert ends[0] == 1 and ends[1] == kills + 1  # the killed runs are on record, marked interrupted
+    # the killed runs are on record, marked interrupted (ended NULL); a kill in start-up, before the run is
+    # registered, leaves no row, so at most kills + 1 rows and at least the last run and one killed one
+    assert ends[0] == 1 and 2 <= ends[1] <= kills + 1
     assert not list(out.rglob("*.tmp")), "temporary files of killed runs were swept"
 
 
