@@ -1,4 +1,5 @@
-"""Accuracy per format on a labelled folder: accuracy, macro-F1, agreement with the fp32 reference.
+"""Accuracy per format on a labelled folder: accuracy, macro-F1, agreement with the fp32 reference,
+per-class recall and precision, and the abnormal group's sensitivity and specificity.
 
 The folder is read by the training side's reader (SIPaKMeD as it unpacks, or one
 sub-folder of images per class), each image goes through edge_app's one
@@ -6,6 +7,11 @@ preprocessing function, and every format of a model sees the same images in one
 pass. The reference is the first fp32 format that ran, in the order torch, onnx,
 tflite-fp32; agreement is the share of images where a format's top-1 class equals
 the reference's.
+
+The clinical figures (:func:`clinical`) come from the confusion matrix in numpy: a Pi
+with only the edge dependencies has no scikit-learn (a test holds them equal to
+``train.metrics``, which uses it). Abnormal = the classes :mod:`edge_app.classes` puts in
+the abnormal group (koilocytotic + dyskeratotic), against every other class.
 """
 
 from __future__ import annotations
@@ -65,13 +71,47 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
-def score(y_true: np.ndarray, y_pred: np.ndarray, ref_pred: np.ndarray | None) -> dict[str, Any]:
+def _ratio(num: int, den: int) -> float | None:
+    return float(num / den) if den else None
+
+
+def clinical(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
+             groups: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Per-class recall / precision and the abnormal group's sensitivity / specificity (None where undefined).
+
+    >>> r = clinical(np.array([0, 0, 3, 4, 3]), np.array([0, 3, 3, 4, 1]), ["a", "b", "c", "koilocytotic", "dyskeratotic"])
+    >>> r["abnormal"]["sensitivity"], r["abnormal"]["specificity"], r["per_class"]["a"]
+    (0.6666666666666666, 0.5, {'recall': 0.5, 'precision': 1.0, 'support': 2})
+    """
+    from edge_app.classes import abnormal_indices
+
+    k = len(class_names)
+    y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    tp, rows, cols = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
+    ab = abnormal_indices(list(class_names), dict(groups) if groups else None)
+    t, p = np.isin(y_true, ab), np.isin(y_pred, ab)
     return {
+        "per_class": {c: {"recall": _ratio(tp[i], rows[i]), "precision": _ratio(tp[i], cols[i]), "support": int(rows[i])}
+                      for i, c in enumerate(class_names)},
+        "abnormal": {"classes": [class_names[i] for i in ab], "n_abnormal": int(t.sum()), "n_other": int((~t).sum()),
+                     "sensitivity": _ratio(int((t & p).sum()), int(t.sum())),
+                     "specificity": _ratio(int((~t & ~p).sum()), int((~t).sum()))},
+    }
+
+
+def score(y_true: np.ndarray, y_pred: np.ndarray, ref_pred: np.ndarray | None,
+          class_names: Sequence[str] | None = None, groups: Mapping[str, str] | None = None) -> dict[str, Any]:
+    out = {
         "n": int(len(y_true)),
         "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
         "macro_f1": macro_f1(y_true, y_pred),
         "agreement": float(np.mean(y_pred == ref_pred)) if ref_pred is not None and len(y_true) else None,
     }
+    if class_names is not None:
+        out.update(clinical(y_true, y_pred, class_names, groups))
+    return out
 
 
 def evaluate(card: ModelCard, formats: Sequence[str], data: LabelledData, *,
@@ -114,7 +154,7 @@ def evaluate(card: ModelCard, formats: Sequence[str], data: LabelledData, *,
     ref_pred = np.array(preds[reference]) if reference else None
     for fmt, p in preds.items():
         results[fmt] = {"status": "ok", "reason": "", "reference": reference, "threads": threads[fmt],
-                        **score(data.labels, np.array(p, np.int64), ref_pred)}
+                        **score(data.labels, np.array(p, np.int64), ref_pred, card.class_names, card.class_groups)}
     return {fmt: results[fmt] for fmt in formats if fmt in results}
 
 

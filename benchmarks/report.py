@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.results import load_results
-from benchmarks.table import COST_COLUMNS, SPEED_COLUMNS, cost_rows, speed_rows
+from benchmarks.table import COST_COLUMNS, SPEED_COLUMNS, cost_rows, per_class_rows, speed_rows
 from edge_app.atomic import atomic_write_bytes, atomic_write_text
 from edge_app.errors import CytoEdgeError
 
@@ -333,6 +333,7 @@ def _sections(views: list[BoardView], images: dict[str, bytes | None]) -> list[t
         speed, notes = speed_rows(doc)
         blocks += [("h2", f"All figures - {v.board['title']}", None),
                    ("h3", "Cost per artifact", None), ("table", "", (COST_COLUMNS, cost_rows(doc))),
+                   ("h3", "Recall / precision per class, %", None), ("table", "", per_class_rows(doc)),
                    ("h3", "Speed per configuration", None), ("table", "", (SPEED_COLUMNS, speed))]
         blocks += [("note", n, None) for n in notes]
         blocks.append(("p", "Result files: " + ", ".join(f for f in v.files if f), None))

@@ -1,7 +1,8 @@
 """The run's two tables as text cells: what each artifact costs, and how fast each configuration runs.
 
 * cost: one row per model x format - MACs and FLOPs (= 2 x MACs) per image, params,
-  file size, activation estimate, accuracy and agreement with the fp32 reference;
+  file size, activation estimate, accuracy, the abnormal group's sensitivity and
+  specificity, and agreement with the fp32 reference (per-class recall / precision beside it);
 * speed: one row per model x format x threads x batch - time to first inference,
   latency statistics per invocation, throughput, outliers, peak RSS increase.
 
@@ -14,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 MB = 1 << 20
-COST_COLUMNS = ("model", "format", "GMACs", "GFLOPs", "params M", "file MB", "act. MB", "acc %", "F1 %", "agree %")
+COST_COLUMNS = ("model", "format", "GMACs", "GFLOPs", "params M", "file MB", "act. MB", "acc %", "F1 %",
+                "abn sens %", "abn spec %", "agree %")
 SPEED_COLUMNS = ("model", "format", "thr", "batch", "first ms", "mean ms", "sd", "p50", "p90", "p99", "img/s",
                  "outliers", "RSS +MB", "status")
 RIGHT = {"model", "format", "status"}  # left-aligned columns; the rest are numbers
@@ -44,9 +46,25 @@ def cost_rows(doc: dict[str, Any]) -> list[dict[str, str]]:
                 "act. MB": _f(act["activation_peak_bytes"] / MB if act else None, ".2f"),
                 "acc %": _pct(acc.get("accuracy")) if ok else ("failed" if acc else ""),
                 "F1 %": _pct(acc.get("macro_f1")) if ok else "",
+                "abn sens %": _pct((acc.get("abnormal") or {}).get("sensitivity")) if ok else "",
+                "abn spec %": _pct((acc.get("abnormal") or {}).get("specificity")) if ok else "",
                 "agree %": _pct(acc.get("agreement")) if ok else "",
             })
     return rows
+
+
+def per_class_rows(doc: dict[str, Any]) -> tuple[tuple[str, ...], list[dict[str, str]]]:
+    """One row per model x format with accuracy figures: "recall / precision" (%) per class."""
+    classes: list[str] = []
+    rows = []
+    for m in doc.get("models", []):
+        for fmt, acc in (m.get("accuracy") or {}).items():
+            if acc.get("status") != "ok" or not acc.get("per_class"):
+                continue
+            classes += [c for c in acc["per_class"] if c not in classes]
+            rows.append({"model": m["name"], "format": fmt,
+                         **{c: f"{_pct(v['recall'])} / {_pct(v['precision'])}" for c, v in acc["per_class"].items()}})
+    return ("model", "format", *classes), [{c: r.get(c, "") for c in ("model", "format", *classes)} for r in rows]
 
 
 def speed_rows(doc: dict[str, Any]) -> tuple[list[dict[str, str]], list[str]]:
@@ -96,7 +114,11 @@ def _print_rich(title: str, columns: tuple[str, ...], rows: list[dict[str, str]]
 def print_table(doc: dict[str, Any]) -> None:
     """The run's tables on the terminal (rich when installed, plain columns otherwise)."""
     board = doc["board"]
-    _print_rich(f"Cost per artifact (per image; FLOPs = 2 x MACs) - {board['title']}", COST_COLUMNS, cost_rows(doc))
+    _print_rich(f"Cost per artifact (per image; FLOPs = 2 x MACs; abnormal = koilocytotic + dyskeratotic vs the "
+                f"rest) - {board['title']}", COST_COLUMNS, cost_rows(doc))
+    pc_cols, pc_rows = per_class_rows(doc)
+    if pc_rows:
+        _print_rich(f"Recall / precision per class, % - {board['title']}", pc_cols, pc_rows)
     rows, notes = speed_rows(doc)
     _print_rich(f"Speed per configuration (ms per invocation of one batch) - {board['title']}, "
                 f"{board['cores']} cores", SPEED_COLUMNS, rows)

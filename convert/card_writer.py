@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -58,6 +59,7 @@ def onnx_metadata(bundle: Any, source: dict[str, Any], space: str, created: str)
         "class_names": json.dumps(bundle.class_names),
         "class_groups": json.dumps(bundle.class_groups or default_groups(bundle.class_names)),
         "embedding_dim": str(bundle.embedding_dim),
+        "embedding": bundle.embedding,  # l2 / bnneck / raw: the space the centroids and the threshold live in
         "input_size": str(spec.size),
         "preprocessing": json.dumps(spec.to_dict()),
         "mean": json.dumps(list(spec.mean)),
@@ -92,13 +94,45 @@ def torch_like_specs(bundle: Any, batch: int) -> tuple[TensorSpec, dict[str, Ten
 
 def artifact_entry(fmt: str, out: Path, inp: TensorSpec, outputs: dict[str, TensorSpec], max_batch: int,
                    score: Any) -> ArtifactEntry:
-    """One card entry: file, hash and size, I/O specs, this artifact's centroids/threshold, validation, status."""
+    """One card entry: file, hash and size, I/O specs, this artifact's open-set score and temperature, validation."""
     rel = get_format(fmt).file
     sha, size = describe_artifact(out / rel)
     return ArtifactEntry(format=fmt, file=rel, sha256=sha, size_bytes=size, input=inp, outputs=outputs,
-                         max_batch=max_batch, centroids=[[float(v) for v in c] for c in score.centroids],
-                         threshold=float(score.threshold), validation=dict(score.metrics),
-                         status=score.status, status_reason=score.status_reason)
+                         max_batch=max_batch, open_set=score.open_set, calibration=dict(score.calibration),
+                         validation=dict(score.metrics), status=score.status, status_reason=score.status_reason)
+
+
+RELIABILITY_PLOT = "reliability.png"
+
+
+def reliability_plot(calibrations: dict[str, dict[str, Any]], out: Path) -> Path | None:
+    """``reliability.png`` beside the card: per artifact, accuracy per confidence bin before and after scaling."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    n = len(calibrations)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    for ax, (fmt, cal) in zip(axes[0], calibrations.items()):
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+        for key, colour, label in (("reliability_before", "0.55", f"raw, ECE {cal['ece_before']:.3f}"),
+                                   ("reliability_after", "tab:blue", f"T={cal['temperature']:.2f}, ECE {cal['ece_after']:.3f}")):
+            rows = [r for r in cal[key] if r["n"]]
+            ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], "o-", color=colour, label=label,
+                    ms=3)
+        ax.set(title=fmt, xlabel="confidence", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0][0].set_ylabel("accuracy")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    path = out / RELIABILITY_PLOT
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def build_card(bundle: Any, artifacts: dict[str, ArtifactEntry], source: dict[str, Any],

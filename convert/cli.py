@@ -21,6 +21,7 @@ from convert.errors import AccuracyGateError
 from convert.pipeline import ConvertOptions, convert_bundle  # light: heavy imports happen inside convert_bundle
 from edge_app.clitools import run_cli
 from edge_app.configfile import add_config_option, parse_args
+from edge_app.rejection import SCORES
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -46,7 +47,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N",
                    help=f"crops per invocation checked and recorded in the card (default {d.max_batch})")
     p.add_argument("--fit-images", type=int, default=None, metavar="N",
-                   help="training images for each artifact's centroids and threshold (default: all)")
+                   help="training images for each artifact's open-set score (default: all)")
+    p.add_argument("--open-set-score", choices=SCORES, default=d.open_set_score,
+                   help="how each artifact tells cells of known classes from everything else, fitted on its own "
+                        f"outputs (default {d.open_set_score}; README: measured choice)")
+    p.add_argument("--cell-rejection", type=float, default=d.cell_rejection, metavar="SHARE",
+                   help="share of validation cells the open-set threshold may reject as unknown "
+                        f"(default {d.cell_rejection:g})")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="interpreter threads in validation (default: all cores)")
     p.add_argument("--keep-work", action="store_true", help="keep OUT/work (ONNX sources, onnx2tf output, calibration array)")
     p.add_argument("--sign", type=Path, metavar="KEY",
@@ -91,7 +98,8 @@ def _keygen(argv: Sequence[str]) -> int:
 def options_from_args(args: argparse.Namespace) -> ConvertOptions:
     return ConvertOptions(int8=args.int8, calib_images=args.calib_images, val_data=args.val, max_drop=args.max_drop,
                           tflite_input=args.tflite_input, dynamic_batch=not args.fixed_batch, max_batch=args.max_batch,
-                          fit_images=args.fit_images, threads=args.threads, keep_work=args.keep_work)
+                          fit_images=args.fit_images, threads=args.threads, keep_work=args.keep_work,
+                          open_set_score=args.open_set_score, cell_rejection=args.cell_rejection)
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -38,7 +38,9 @@ class ConvertOptions:
     tflite_input: str = "pixels"  # TFLite input: "pixels" (0..255, normalisation inside) or "normalized"
     dynamic_batch: bool = True  # TFLite with a resizable batch, so the device classifies a frame's crops at once
     max_batch: int = 32  # crops per invocation checked at conversion and recorded in the card
-    fit_images: int | None = None  # training images for each artifact's centroids/threshold (None: all)
+    fit_images: int | None = None  # training images for each artifact's open-set score (None: all)
+    open_set_score: str = "mahalanobis+image"  # edge_app.rejection.SCORES; chosen by benchmarks.open_set (README)
+    cell_rejection: float = 0.05  # share of validation cells the open-set threshold rejects
     threads: int | None = None  # interpreter threads during validation (None: all cores)
     keep_work: bool = False  # keep the work folder (ONNX sources, onnx2tf output, calibration array)
     seed: int = 0  # picks the stratified calibration / fitting subsets
@@ -56,6 +58,12 @@ class ConvertOptions:
             raise ConvertError(f"--max-batch must be at least 1, got {self.max_batch}")
         if self.fit_images is not None and self.fit_images < 1:
             raise ConvertError(f"--fit-images must be at least 1, got {self.fit_images}")
+        from edge_app.rejection import SCORES
+
+        if self.open_set_score not in SCORES:
+            raise ConvertError(f"--open-set-score {self.open_set_score!r} is not one of {', '.join(SCORES)}")
+        if not 0.0 < self.cell_rejection < 0.5:
+            raise ConvertError(f"--cell-rejection must be between 0 and 0.5 (a share of cells), got {self.cell_rejection}")
         if self.val_data is not None and not Path(self.val_data).is_dir():
             raise ConvertError(f"--val {self.val_data} is not a folder: pass a SIPaKMeD or ImageFolder tree")
 
@@ -123,7 +131,7 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
     from convert.onnx_export import compare_with_torch, export_module, export_onnx
     from convert.runners import OnnxRunner, TorchRunner, batch_difference, normalized
     from convert.tflite import LOG_FILE, run_onnx2tf
-    from convert.validate import apply_gate, format_table, score
+    from convert.validate import FitSettings, apply_gate, format_table, score
     from train.bundle import read_bundle
 
     opts = opts or ConvertOptions()
@@ -146,7 +154,7 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
         net = bundle.load_model()
         val_crops, fit_crops = samples.load_crops(val, spec), samples.load_crops(fit, spec)
         calib_crops = samples.load_crops(calib_set, spec) if calib_set is not None else None
-        note.append(f"{len(val)} validation images ({val.source}), {len(fit)} training images for centroids"
+        note.append(f"{len(val)} validation images ({val.source}), {len(fit)} training images for the open-set score"
                     + (f", {len(calib_set)} for calibration" if calib_set is not None else ""))
 
     source = cw.source_record(bundle)
@@ -192,14 +200,19 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
 
     threads = opts.threads or os.cpu_count() or 1
     scores, specs, batch_info = {}, {}, {}
+    fitting = FitSettings(score=opts.open_set_score, cell_rejection=opts.cell_rejection)
+    from edge_app.crop_features import crop_features
+
+    image = (crop_features(val_crops), crop_features(fit_crops)) if "image" in fitting.score else None
+    fit_args = dict(class_names=names, groups=bundle.class_groups or None, image=image)
     with stage("validate") as note:
         torch_runner = TorchRunner(net, spec)
-        scores["torch"] = score("torch", torch_runner, val_crops, val.labels, fit_crops, fit.labels, k,
-                                bundle.threshold_quantile, None)
+        scores["torch"] = score("torch", torch_runner, val_crops, val.labels, fit_crops, fit.labels, k, fitting, None,
+                                **fit_args)
         ref = scores["torch"].logits
         specs["torch"] = (*cw.torch_like_specs(bundle, -1), opts.max_batch)
         scores["onnx"] = score("onnx", OnnxRunner(out / get_format("onnx").file, spec, threads), val_crops, val.labels,
-                               fit_crops, fit.labels, k, bundle.threshold_quantile, ref)
+                               fit_crops, fit.labels, k, fitting, ref, **fit_args)
         specs["onnx"] = (*cw.torch_like_specs(bundle, 1), 1)
         for fmt in tfl:
             runner = _litert_runner(out / get_format(fmt).file, work, spec, k, bundle.embedding_dim,
@@ -212,14 +225,15 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
                 batch_info[fmt] = {"dynamic": True, "checked_batch": probe_n, "max_difference_in_output_steps": diff,
                                    "max_batch": max_batch}
             runner.batch = max_batch
-            scores[fmt] = score(fmt, runner, val_crops, val.labels, fit_crops, fit.labels, k,
-                                bundle.threshold_quantile, ref)
+            scores[fmt] = score(fmt, runner, val_crops, val.labels, fit_crops, fit.labels, k, fitting, ref, **fit_args)
             specs[fmt] = (runner.input, runner.outputs, max_batch)
         rejected = apply_gate(scores, opts.max_drop)
         note.append(f"{len(val)} images x {len(scores)} artifacts")
     log("")
-    for line in format_table(scores).splitlines():
+    for line in format_table(scores, reliability_of="tflite-int8" if "tflite-int8" in scores else "tflite-fp32").splitlines():
         log("  " + line)
+    plot = cw.reliability_plot({f: s.calibration for f, s in scores.items()}, out)
+    log(f"  reliability diagrams: {plot}" if plot else "  reliability diagrams: not drawn (matplotlib missing)")
     log("")
 
     artifacts = {fmt: cw.artifact_entry(fmt, out, *specs[fmt], scores[fmt]) for fmt in
@@ -227,7 +241,10 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
     validation = {
         "data": val.source,
         "n_images": len(val),
-        "fit": {"source": fit.source, "images": len(fit), "quantile": bundle.threshold_quantile},
+        "fit": {"source": fit.source, "images": len(fit), "open_set_score": fitting.score,
+                "cell_rejection": fitting.cell_rejection, "rank": fitting.rank,
+                "threshold_on": val.source, "temperature_on": val.source},
+        "reliability_plot": plot.name if plot else None,
         "reference": "torch",
         "table": {fmt: s.metrics for fmt, s in scores.items()},
         "calibration": calibration.record if calibration else None,

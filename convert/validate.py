@@ -1,10 +1,19 @@
-"""Validation of every artifact against PyTorch, the per-artifact rejection threshold, and the accuracy gate.
+"""Validation of every artifact against PyTorch, its own open-set score and temperature, and the accuracy gate.
 
-Each artifact is scored on the same validation crops (accuracy, macro-F1, top-1
-agreement with PyTorch, largest logit error) and gets its *own* centroids and
-threshold, fitted (:func:`edge_app.rejection.fit_rejection`) on the training crops'
-embeddings as that artifact computes them: an int8 model's embedding space is not
-the float one, so the device must use the centroids of the file it runs.
+Each artifact is scored on the same validation crops: accuracy, macro-F1, the abnormal
+group's sensitivity / specificity and per-class recall / precision (scikit-learn, through
+:func:`train.metrics.classification_metrics`), top-1 agreement with PyTorch, largest logit
+error. Each artifact also gets its *own* rejection and calibration, fitted on its own
+outputs (an int8 model's embedding and logits are not the float ones, so the device must
+use the parameters of the file it runs):
+
+* the open-set score (:func:`edge_app.rejection.fit_open_set`): parameters from the
+  training crops, threshold = the validation cells' ``1 - cell_rejection`` quantile;
+* the temperature (:func:`fit_temperature`) that minimises the validation NLL, with the
+  ECE and the reliability bins before and after (:mod:`edge_app.confidence`).
+
+Both are then checked: the device's own code (the card's round trip) must reproduce the
+validation rejection and confidences, or conversion stops.
 """
 
 from __future__ import annotations
@@ -15,43 +24,119 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.rejection import fit_rejection, nearest_centroid
+from convert.errors import StageError
+from edge_app import confidence
+from edge_app.rejection import DEFAULT_CELL_REJECTION, DEFAULT_RANK, DEFAULT_SCORE, OpenSetScore, fit_open_set
 
 Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+@dataclass
+class FitSettings:
+    """How each artifact's open-set score is fitted (edge-convert's --open-set-score / --cell-rejection)."""
+
+    score: str = DEFAULT_SCORE
+    cell_rejection: float = DEFAULT_CELL_REJECTION  # share of validation cells the threshold rejects
+    rank: int = DEFAULT_RANK
 
 
 @dataclass
 class ArtifactScore:
     format: str
-    metrics: dict[str, Any]  # accuracy, macro_f1, agreement, max_logit_error, unknown_rate, n, threshold
-    centroids: np.ndarray
-    threshold: float
+    metrics: dict[str, Any]  # accuracy, macro_f1, abnormal, per_class, agreement, max_logit_error, unknown_rate, ...
+    open_set: OpenSetScore
+    calibration: dict[str, Any]  # temperature, ece_before/after, nll_before/after, reliability bins
     logits: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     status: str = "ok"
     status_reason: str = ""
 
+    @property
+    def threshold(self) -> float:
+        return self.open_set.threshold
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimises the mean NLL of ``labels`` (scipy's bounded scalar search on log T)."""
+    from scipy.optimize import minimize_scalar
+
+    lo, hi = np.log(TEMPERATURE_RANGE)
+    res = minimize_scalar(lambda lt: confidence.nll(logits, labels, float(np.exp(lt))), bounds=(lo, hi),
+                          method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(res.x))
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Temperature scaling on held-out logits, with what it changed (ECE, NLL, reliability bins)."""
+    t = fit_temperature(logits, labels)
+    before, after = confidence.softmax(logits), confidence.softmax(logits, t)
+    return {"temperature": round(t, 6), "method": "temperature scaling (minimum NLL)", "n": int(len(labels)),
+            "bins": confidence.DEFAULT_BINS,
+            "ece_before": confidence.expected_calibration_error(before, labels),
+            "ece_after": confidence.expected_calibration_error(after, labels),
+            "nll_before": confidence.nll(logits, labels), "nll_after": confidence.nll(logits, labels, t),
+            "reliability_before": confidence.reliability(before, labels),
+            "reliability_after": confidence.reliability(after, labels)}
+
+
+def check_round_trip(fmt: str, open_set: OpenSetScore, logits: np.ndarray, emb: np.ndarray, image: np.ndarray | None,
+                     unknown: np.ndarray, num_classes: int) -> None:
+    """The parameters as the card stores them (float32, JSON) must give the device the same verdicts."""
+    again = OpenSetScore.from_dict(open_set.to_dict(), emb.shape[1], num_classes)
+    differ = int((again.unknown(logits, emb, image) != unknown).sum())
+    if differ > max(1, len(unknown) // 100):
+        raise StageError("validate", f"{fmt}: the open-set score as the card stores it changes {differ} of "
+                         f"{len(unknown)} validation verdicts (rounding); report this with the bundle")
+
 
 def score(fmt: str, runner: Runner, val_crops: np.ndarray, val_labels: np.ndarray, fit_crops: np.ndarray,
-          fit_labels: np.ndarray, num_classes: int, quantile: float, reference: np.ndarray | None) -> ArtifactScore:
-    """Run ``runner`` on the validation and fitting crops; ``reference`` is PyTorch's validation logits."""
+          fit_labels: np.ndarray, num_classes: int, fit: FitSettings, reference: np.ndarray | None,
+          class_names: list[str] | None = None, groups: dict[str, str] | None = None,
+          image: tuple[np.ndarray, np.ndarray] | None = None) -> ArtifactScore:
+    """Run ``runner`` on the validation and fitting crops; ``reference`` is PyTorch's validation logits.
+
+    ``image``: the (validation, fitting) crops' :func:`edge_app.crop_features.crop_features`, for
+    the open-set kinds that use them (the same for every artifact: they describe the pictures).
+    """
     from sklearn.metrics import f1_score
 
+    from train.metrics import classification_metrics
+
+    names = class_names or [str(k) for k in range(num_classes)]
     logits, emb = runner(val_crops)
-    _, fit_emb = runner(fit_crops)
-    cents, thr = fit_rejection(fit_emb, fit_labels, num_classes, quantile)
+    fit_logits, fit_emb = runner(fit_crops)
+    if not (np.isfinite(logits).all() and np.isfinite(emb).all()):
+        raise StageError("validate", f"{fmt} gives non-finite outputs on the validation images")
+    try:
+        val_image, fit_image = image if image is not None else (None, None)
+        open_set = fit_open_set(fit.score, fit_logits, fit_emb, fit_labels, logits, emb, num_classes,
+                                train_image=fit_image, val_image=val_image, cell_rejection=fit.cell_rejection,
+                                rank=fit.rank)
+    except ValueError as exc:
+        raise StageError("validate", f"{fmt}: cannot fit the open-set score ({exc})") from None
+    unknown = open_set.unknown(logits, emb, val_image)
+    check_round_trip(fmt, open_set, logits, emb, val_image, unknown, num_classes)
+    calibration = calibrate(logits, val_labels)
     pred = logits.argmax(1)
-    _, dist = nearest_centroid(emb, cents)
     ref = logits if reference is None else reference
+    clinical = classification_metrics(val_labels, pred, names, groups)
     metrics = {
         "n": int(len(val_labels)),
         "accuracy": float((pred == val_labels).mean()),
         "macro_f1": float(f1_score(val_labels, pred, labels=list(range(num_classes)), average="macro", zero_division=0)),
+        "abnormal": clinical["abnormal"],
+        "per_class": {c: {"recall": v["recall"], "precision": v["precision"], "support": v["support"]}
+                      for c, v in clinical["per_class"].items()},
         "agreement": float((pred == ref.argmax(1)).mean()),
         "max_logit_error": float(np.abs(logits - ref).max()),
-        "unknown_rate": float((dist > thr).mean()),
-        "threshold": float(thr),
+        "unknown_rate": float(unknown.mean()),
+        "open_set_score": open_set.score,
+        "threshold": float(open_set.threshold),
+        "temperature": calibration["temperature"],
+        "ece_before": calibration["ece_before"],
+        "ece_after": calibration["ece_after"],
     }
-    return ArtifactScore(fmt, metrics, cents, float(thr), logits)
+    return ArtifactScore(fmt, metrics, open_set, calibration, logits)
 
 
 def apply_gate(scores: dict[str, ArtifactScore], max_drop: float, reference: str = "torch") -> list[str]:
@@ -71,24 +156,58 @@ def apply_gate(scores: dict[str, ArtifactScore], max_drop: float, reference: str
     return reasons
 
 
-COLUMNS = (("artifact", "{}"), ("accuracy", "{:.2%}"), ("macro-F1", "{:.4f}"), ("agree", "{:.2%}"),
-           ("max logit err", "{:.3g}"), ("threshold", "{:.3f}"), ("unknown", "{:.1%}"), ("status", "{}"))
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+COLUMNS = ("artifact", "accuracy", "macro-F1", "abn sens", "abn spec", "agree", "max logit err", "T",
+           "ECE before>after", "threshold", "unknown", "status")
 
 
 def table_rows(scores: dict[str, ArtifactScore]) -> list[list[str]]:
     rows = []
     for fmt, s in scores.items():
-        m = s.metrics
-        vals = (fmt, m["accuracy"], m["macro_f1"], m["agreement"], m["max_logit_error"], s.threshold,
-                m["unknown_rate"], s.status)
-        rows.append([f.format(v) for (_, f), v in zip(COLUMNS, vals)])
+        m, ab = s.metrics, s.metrics["abnormal"]
+        rows.append([fmt, f"{m['accuracy']:.2%}", f"{m['macro_f1']:.4f}", _pct(ab["sensitivity"]),
+                     _pct(ab["specificity"]), f"{m['agreement']:.2%}", f"{m['max_logit_error']:.3g}",
+                     f"{m['temperature']:.3f}", f"{m['ece_before']:.3f} > {m['ece_after']:.3f}",
+                     f"{s.threshold:.3f}", f"{m['unknown_rate']:.1%}", s.status])
     return rows
 
 
-def format_table(scores: dict[str, ArtifactScore]) -> str:
-    """The validation table as aligned text (what ``edge-convert`` prints)."""
-    head = [c for c, _ in COLUMNS]
-    rows = table_rows(scores)
+def per_class_rows(scores: dict[str, ArtifactScore]) -> tuple[list[str], list[list[str]]]:
+    """Per class: "recall / precision" of every artifact."""
+    fmts = list(scores)
+    classes = list(next(iter(scores.values())).metrics["per_class"]) if scores else []
+    head = ["class (recall / precision)", *fmts]
+    rows = [[c, *(f"{scores[f].metrics['per_class'][c]['recall']:.2f} / {scores[f].metrics['per_class'][c]['precision']:.2f}"
+                  for f in fmts)] for c in classes]
+    return head, rows
+
+
+def _aligned(head: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
+    return [line(head), line(["-" * w for w in widths]), *map(line, rows)]
+
+
+def reliability_lines(s: ArtifactScore) -> list[str]:
+    """The reliability diagram as text: per confidence bin, accuracy before -> after calibration."""
+    before, after = s.calibration["reliability_before"], s.calibration["reliability_after"]
+    cells = []
+    for b, a in zip(before, after):
+        fmt = lambda r: "-" if not r["n"] else f"{r['accuracy']:.2f}({r['n']})"  # noqa: E731
+        if b["n"] or a["n"]:
+            cells.append(f"{b['lo']:.1f}-{b['hi']:.1f}: {fmt(b)} > {fmt(a)}")
+    return [f"reliability of {s.format} (confidence bin: accuracy(images) before > after calibration):",
+            "  " + " | ".join(cells)]
+
+
+def format_table(scores: dict[str, ArtifactScore], reliability_of: str | None = None) -> str:
+    """The validation tables as aligned text (what ``edge-convert`` prints)."""
+    lines = _aligned(list(COLUMNS), table_rows(scores))
+    if scores:
+        lines += ["", *_aligned(*per_class_rows(scores))]
+        s = scores.get(reliability_of or "") or list(scores.values())[-1]
+        lines += ["", *reliability_lines(s)]
+    return "\n".join(lines)

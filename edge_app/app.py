@@ -49,7 +49,7 @@ class AppOptions:
     fmt: str | None = None  # None: the card's int8 artifact if accepted, else fp32
     threads: int | None = None  # None: the board profile's default
     board: str | None = None  # None: detected
-    min_confidence: float = 0.0  # crops under this softmax confidence are "unknown"
+    min_confidence: float = 0.0  # crops under this calibrated confidence are "unknown"
     allow_rejected: bool = False  # run an artifact that failed edge-convert's accuracy gate
     max_frames: int | None = None  # stop after this many processed frames
     show: bool = False
@@ -225,7 +225,9 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
                 slide, source=source.description, model=clf.card.architecture, model_sha256=clf.entry.sha256,
                 fmt=clf.format, board=board.name, threads=threads,
                 settings={"min_confidence": opts.min_confidence, "save_crops": opts.save_crops,
-                          "finder": asdict(opts.finder), "rescan": opts.rescan, "board_check": checked})
+                          "finder": asdict(opts.finder), "rescan": opts.rescan, "board_check": checked,
+                          "temperature": clf.temperature,
+                          "open_set": {"score": clf.open_set.score, "threshold": clf.threshold}})
             display = Display(opts.show, opts.out / "annotated" / slide if opts.save_annotated else None)
             stopper = _Stopper(source)
             stopper.install()
@@ -294,7 +296,7 @@ def _loop(opts: AppOptions, source: FrameSource, clf: Classifier, store: Store, 
         t2 = time.perf_counter()
         preds = clf.classify(crops)
         t3 = time.perf_counter()
-        cells = [CellResult(d.box, p.class_name, p.group, p.confidence, p.distance, p.unknown)
+        cells = [CellResult(d.box, p.class_name, p.group, p.confidence, p.score, p.unknown)
                  for d, p in zip(dets, preds)]
         t.update(find=(t2 - t1) * 1e3, classify=(t3 - t2) * 1e3)
         store.add_frame(summary.slide, summary.run_id, name=frame.name, size=(image.shape[1], image.shape[0]),

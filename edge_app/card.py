@@ -1,9 +1,10 @@
 """The model card: what ``edge-convert`` writes beside its artifacts and every device reads.
 
 ``model_card.json`` (schema :data:`SCHEMA_VERSION`) names each artifact with its
-SHA-256, input spec (layout, dtype, shape, quantisation), outputs, the centroids and
-threshold for rejecting non-cells *in that artifact's own embedding space*, and the
-validation results. ``load_card`` refuses an unknown schema version, and
+SHA-256, input spec (layout, dtype, shape, quantisation), outputs, the open-set score
+and threshold for rejecting non-cells and the temperature that calibrates its
+confidence, both fitted *on that artifact's own outputs* (an int8 file's embedding is
+not the float one), and the validation results. ``load_card`` refuses an unknown schema version, and
 ``verify_artifact`` refuses a file whose hash does not match, each with a one-line
 :class:`~edge_app.errors.ModelCardError`. The README documents every field.
 """
@@ -11,17 +12,23 @@ validation results. ``load_card`` refuses an unknown schema version, and
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_app.atomic import atomic_write_json, sha256_file
+from edge_app.atomic import atomic_write_text, sha256_file
 from edge_app.classes import default_groups
 from edge_app.errors import ArtifactIntegrityError, ModelCardError
 from edge_app.formats import get_format
 from edge_app.preprocess import PreprocessSpec, Quantization
+from edge_app.rejection import OpenSetScore
 
-SCHEMA_VERSION = 1
+# 1: centroid distance + threshold per artifact, raw softmax. 2: an open-set score (any of
+# edge_app.rejection.SCORES) + threshold and a calibration temperature per artifact; the
+# device's confidence is the calibrated one.
+SCHEMA_VERSION = 2
 CARD_FILE = "model_card.json"
 
 
@@ -55,25 +62,40 @@ class ArtifactEntry:
     input: TensorSpec
     outputs: dict[str, TensorSpec]  # "logits", "embedding"
     max_batch: int = 1  # crops per invocation the artifact accepts (1 = fixed batch)
-    centroids: list[list[float]] = field(default_factory=list)  # per class, this artifact's embedding space
-    threshold: float = float("inf")  # distance to the nearest centroid above which a crop is "unknown"
+    open_set: OpenSetScore | None = None  # score + threshold for "not a cell we know", this artifact's outputs
+    calibration: dict[str, Any] = field(default_factory=dict)  # temperature, ECE before/after, reliability bins
     validation: dict[str, Any] = field(default_factory=dict)  # accuracy, macro_f1, agreement, max_logit_error, n
     status: str = "ok"  # "ok" or "rejected" (failed the accuracy gate)
     status_reason: str = ""
 
+    @property
+    def temperature(self) -> float:
+        """Divide the logits by this before the softmax (1.0: the card calibrates nothing)."""
+        return float(self.calibration.get("temperature", 1.0))
+
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ArtifactEntry":
+    def from_dict(cls, d: dict[str, Any], embedding_dim: int = 0, num_classes: int = 0) -> "ArtifactEntry":
         d = dict(d)
+        fmt = d.get("format", "?")
+        for key, what in (("open_set", "open-set score"), ("calibration", "confidence calibration")):
+            if not isinstance(d.get(key), dict):
+                raise ModelCardError(f"the model card's {fmt} entry has no {key} ({what}): convert the model again "
+                                     "with this release's edge-convert")
         d["input"] = TensorSpec.from_dict(d["input"])
         d["outputs"] = {k: TensorSpec.from_dict(v) for k, v in d["outputs"].items()}
-        if d.get("threshold") is None:
-            d["threshold"] = float("inf")
+        try:
+            d["open_set"] = OpenSetScore.from_dict(d["open_set"], embedding_dim, num_classes)
+        except ValueError as exc:
+            raise ModelCardError(f"the model card's {fmt} entry: {exc}; convert the model again") from None
+        t = d["calibration"].get("temperature")
+        if not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+            raise ModelCardError(f"the model card's {fmt} entry has calibration temperature {t!r} (must be a positive "
+                                 "number): convert the model again")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if d["threshold"] == float("inf"):
-            d["threshold"] = None  # JSON has no infinity
+        d["open_set"] = self.open_set.to_dict() if self.open_set is not None else None
         return d
 
 
@@ -116,7 +138,8 @@ class ModelCard:
                 class_groups=dict(d.get("class_groups") or {}),
                 preprocessing=PreprocessSpec.from_dict(d["preprocessing"]),
                 embedding_dim=int(d["embedding_dim"]),
-                artifacts={k: ArtifactEntry.from_dict(v) for k, v in d.get("artifacts", {}).items()},
+                artifacts={k: ArtifactEntry.from_dict(v, int(d["embedding_dim"]), len(d["class_names"]))
+                           for k, v in d.get("artifacts", {}).items()},
                 source=d.get("source", {}),
                 validation=d.get("validation", {}),
                 tools=d.get("tools", {}),
@@ -198,9 +221,29 @@ def parse_card(raw: bytes, path: Path) -> ModelCard:
     return ModelCard.from_dict(data, directory=path.parent)
 
 
+_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][0-9.eE+-]*(?:,\s*-?[0-9][0-9.eE+-]*)*)\s*\]")
+
+
+def card_json(card: ModelCard) -> str:
+    """The card as indented JSON, with every list of plain numbers on one line (the open-set matrices
+    would otherwise take one line per number).
+
+    >>> import json
+    >>> text = card_json_of({"a": [[1.5, -2e-07], [3, 4]], "b": ["x", "y"]})
+    >>> text.splitlines()[2], json.loads(text)["a"][0][1]
+    ('    [1.5, -2e-07],', -2e-07)
+    """
+    return card_json_of(card.to_dict())
+
+
+def card_json_of(d: dict[str, Any]) -> str:
+    text = json.dumps(d, indent=2)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text) + "\n"
+
+
 def write_card(card: ModelCard, directory: str | Path) -> Path:
     """Write ``model_card.json`` into ``directory`` atomically."""
-    return atomic_write_json(Path(directory) / CARD_FILE, card.to_dict())
+    return atomic_write_text(Path(directory) / CARD_FILE, card_json(card))
 
 
 def describe_artifact(path: Path) -> tuple[str, int]:

@@ -76,6 +76,15 @@ def group_of(class_name: str, groups: dict[str, str] | None = None) -> str:
     return table.get(class_name, UNKNOWN)
 
 
+def abnormal_indices(class_names: list[str] | tuple[str, ...], groups: dict[str, str] | None = None) -> list[int]:
+    """Indices of the classes in the abnormal group (the screening's positives).
+
+    >>> abnormal_indices(SIPAKMED_CLASSES)
+    [3, 4]
+    """
+    return [k for k, c in enumerate(class_names) if group_of(c, groups) == ABNORMAL]
+
+
 def default_groups(class_names: list[str] | tuple[str, ...]) -> dict[str, str]:
     """Clinical groups for a list of class names (SIPaKMeD's where known, else ``unknown``)."""
     return {c: group_of(c) for c in class_names}

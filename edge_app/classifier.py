@@ -6,9 +6,10 @@ checks its SHA-256 against the card, builds the interpreter once, and checks tha
 file's input and outputs are what the card promises. :meth:`Classifier.classify` then
 preprocesses every crop with :func:`edge_app.preprocess.preprocess`, quantises per
 the card, runs them in as few invocations as the artifact allows (``max_batch``
-crops each), dequantises the outputs and returns, per crop, the class, its softmax
-confidence, the distance to the nearest class centroid in *this artifact's* embedding
-space, and ``unknown`` (distance over the artifact's threshold, or confidence under
+crops each), dequantises the outputs and returns, per crop, the class, its
+*calibrated* confidence (softmax of the logits divided by the artifact's temperature),
+the open-set score fitted on *this artifact's* outputs, and ``unknown`` (score over the
+artifact's threshold: not like any class the model knows; or confidence under
 ``min_confidence``).
 """
 
@@ -22,12 +23,14 @@ import numpy as np
 
 from edge_app.card import ArtifactEntry, ModelCard, TensorSpec, load_card
 from edge_app.classes import UNKNOWN, group_of
+from edge_app.confidence import softmax
 from edge_app.errors import CytoEdgeError, ModelCardError
 from edge_app.formats import get_format
+from edge_app.crop_features import crop_features
 from edge_app.interpreter import LoadedInterpreter, interpreter_class, load_interpreter
 from edge_app.modelcheck import probe_model_file
-from edge_app.preprocess import Quantization, dequantize, preprocess, quantize
-from edge_app.rejection import nearest_centroid
+from edge_app.preprocess import Quantization, dequantize, normalize_crop, preprocess, quantize
+from edge_app.rejection import OpenSetScore
 from edge_app.signing import load_trusted_card
 
 DEVICE_FORMATS = ("tflite-int8", "tflite-fp32")
@@ -38,10 +41,10 @@ class Prediction:
     class_index: int
     class_name: str
     group: str  # the class's clinical group, or "unknown" when flagged
-    confidence: float  # softmax probability of the top class
-    distance: float | None  # Euclidean distance to the nearest class centroid (None: the card has no centroids)
+    confidence: float  # calibrated probability of the top class (softmax of logits / the card's temperature)
+    score: float  # open-set score (the card's kind, e.g. Mahalanobis distance to the nearest class); higher = less cell-like
     unknown: bool
-    reason: str = ""  # why unknown: "far from every class" and/or "low confidence"
+    reason: str = ""  # why unknown: "not like any known class" and/or "low confidence"
 
 
 def choose_format(card: ModelCard, fmt: str | None = None, *, allow_rejected: bool = False) -> str:
@@ -64,12 +67,6 @@ def choose_format(card: ModelCard, fmt: str | None = None, *, allow_rejected: bo
 
 def _other(fmt: str) -> str:
     return DEVICE_FORMATS[1 - DEVICE_FORMATS.index(fmt)]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class Classifier:
@@ -100,9 +97,11 @@ class Classifier:
         self._out_embedding = self._find_output("embedding", self.card.embedding_dim)
         self.max_batch = max(1, int(self.entry.max_batch))
         self._batch = int(self._interp.get_input_details()[0]["shape"][0])
-        cents = np.asarray(self.entry.centroids, np.float64)
-        self.centroids = cents if cents.ndim == 2 and cents.shape[0] == len(self.class_names) else None
-        self.threshold = float(self.entry.threshold)
+        if self.entry.open_set is None:
+            raise ModelCardError(f"the model card's {self.format} entry has no open-set score: convert the model again")
+        self.open_set: OpenSetScore = self.entry.open_set
+        self.threshold = self.open_set.threshold
+        self.temperature = self.entry.temperature
         self.invocations = 0
 
     # -- checks against the card -----------------------------------------------------------------
@@ -171,12 +170,21 @@ class Classifier:
         emb = self._dequant(self._out_embedding, self._interp.get_tensor(self._out_embedding["index"]))
         return logits.reshape(len(x), -1), emb.reshape(len(x), -1)
 
+    def pixels(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """The crops as the model sees them: resized, centre-cropped, model channel order, 0..255 (``N x S x S x 3``)."""
+        if not crops:
+            return np.zeros((0, self.spec.size, self.spec.size, 3), np.float32)
+        return np.stack([preprocess(c, self.spec, channel_order="BGR", normalize=False) for c in crops])
+
     def raw_outputs(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Dequantised logits and embeddings of the crops (``N x classes``, ``N x D``)."""
-        if not crops:
+        return self.outputs_of(self.pixels(crops))
+
+    def outputs_of(self, px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dequantised logits and embeddings of crops already prepared by :meth:`pixels`."""
+        if not len(px):
             return np.zeros((0, len(self.class_names)), np.float32), np.zeros((0, self.card.embedding_dim), np.float32)
-        normalize = self.entry.input.space != "pixels"
-        x = np.stack([preprocess(c, self.spec, channel_order="BGR", normalize=normalize) for c in crops])
+        x = px if self.entry.input.space == "pixels" else np.stack([normalize_crop(c, self.spec) for c in px])
         x = quantize(x, self.entry.input.quant)
         logits, embs = [], []
         for start in range(0, len(x), self.max_batch):
@@ -194,23 +202,20 @@ class Classifier:
 
     def classify(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         """One :class:`Prediction` per crop (BGR uint8 images of any size), in order."""
-        logits, embs = self.raw_outputs(crops)
+        px = self.pixels(crops)
+        logits, embs = self.outputs_of(px)
         if not len(logits):
             return []
-        probs = softmax(logits.astype(np.float64))
+        probs = softmax(logits, self.temperature)
         top = probs.argmax(axis=1)
-        if self.centroids is not None:
-            _, dist = nearest_centroid(embs, self.centroids)
-        else:
-            dist = np.full(len(top), np.nan)
+        scores = self.open_set(logits, embs, crop_features(px) if self.open_set.needs_image else None)
         preds = []
         for i, k in enumerate(top):
-            conf, d = float(probs[i, k]), float(dist[i])
-            far = bool(np.isfinite(d) and d > self.threshold)
+            conf, sc = float(probs[i, k]), float(scores[i])
+            far = not sc <= self.threshold  # NaN (a broken output) is unknown too
             low = conf < self.min_confidence
             name = self.class_names[k]
             preds.append(Prediction(
-                int(k), name, UNKNOWN if (far or low) else group_of(name, self.groups), conf,
-                d if np.isfinite(d) else None, far or low,
-                "; ".join(r for r, on in (("far from every class", far), ("low confidence", low)) if on)))
+                int(k), name, UNKNOWN if (far or low) else group_of(name, self.groups), conf, sc, far or low,
+                "; ".join(r for r, on in (("not like any known class", far), ("low confidence", low)) if on)))
         return preds

@@ -6,6 +6,7 @@
     edge-app --model M --source S --slide demo --web    # the same, watched in a browser
     edge-app serve --out cytoedge-data                  # browse results and review crops
     edge-app export-reviews --out cytoedge-data --to reviewed/   # reviewed crops for edge-train --data
+    edge-app classify --model models/shufflenet crops/ 'more/*.png' [--json FILE] [--csv FILE]   # crops, no finder
     edge-app store check --out cytoedge-data            # integrity check; 'store recover' salvages a damaged file
     edge-app --config /etc/cytoedge/edge-app.toml       # options from a file (hardware/systemd/edge-app.toml)
 """
@@ -74,6 +75,7 @@ def get_parser() -> argparse.ArgumentParser:
         description="Find the cells in microscope frames, classify each on-device, keep a per-slide record.",
         epilog="Also: 'edge-app report --slide ID' (the slide report), 'edge-app boards' (board profiles),\n"
                "'edge-app serve' (the web view without capture), 'edge-app export-reviews' (reviewed crops),\n"
+               "'edge-app classify --model DIR PATH...' (single-cell crops, no finder).\n"
                "'edge-app store check|recover' (a damaged store).\n"
                "A screening aid, not a diagnosis.")
     add_config_option(p)
@@ -88,7 +90,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="interpreter threads (default: the board profile's)")
     p.add_argument("--board", help="board profile name or .toml file (default: detected); see 'edge-app boards'")
     p.add_argument("--min-confidence", type=float, default=0.0,
-                   help="cells whose top-class probability is below this are 'unknown' (default: %(default)s)")
+                   help="cells whose calibrated top-class confidence is below this are 'unknown' (default: %(default)s)")
     p.add_argument("--allow-rejected", action="store_true",
                    help="run an artifact that failed edge-convert's accuracy gate")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
@@ -188,6 +190,29 @@ def get_export_reviews_parser() -> argparse.ArgumentParser:
     _add_store_option(p)
     p.add_argument("--to", type=Path, required=True,
                    help="folder to write (new, empty, or an earlier export, which is replaced)")
+    return p
+
+
+def get_classify_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edge-app classify",
+        description="Classify single-cell crops (image files, folders - searched recursively - or globs) without "
+                    "the cell finder: one row per image with its class, clinical group, calibrated confidence, "
+                    "open-set score and whether it was rejected as unknown. A screening aid, not a diagnosis.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image file, folder or glob (quote globs)")
+    p.add_argument("--model", type=Path, required=True, help="model folder written by edge-convert (model_card.json)")
+    p.add_argument("--format", dest="fmt", choices=("tflite-int8", "tflite-fp32"),
+                   help="artifact to run (default: int8 if the card has an accepted one, else fp32)")
+    p.add_argument("--json", type=Path, metavar="FILE",
+                   help="write a JSON list of {file, class, group, confidence, score, unknown}")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="write the same rows as CSV")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default: %(default)s)")
+    p.add_argument("--min-confidence", type=float, default=0.0,
+                   help="crops whose calibrated confidence is below this are 'unknown' (default: %(default)s)")
+    p.add_argument("--allow-rejected", action="store_true",
+                   help="run an artifact that failed edge-convert's accuracy gate")
+    p.add_argument("--no-table", action="store_true", help="no per-image table on the terminal, only the summary")
+    _add_verbosity(p)
     return p
 
 
@@ -322,6 +347,35 @@ def _report(argv: Sequence[str]) -> int:
     return 0
 
 
+def _classify(argv: Sequence[str]) -> int:
+    from edge_app.classifier import Classifier
+    from edge_app.crops import classify_files, crop_files, print_table, write_csv, write_json
+
+    a = get_classify_parser().parse_args(argv)
+    logging.basicConfig(format="edge-app: %(message)s", level=logging.WARNING, stream=sys.stderr)
+    if a.threads < 1:
+        raise CytoEdgeError(f"--threads must be >= 1, got {a.threads}")
+    files = crop_files(a.paths)
+    clf = Classifier(a.model, a.fmt, threads=a.threads, min_confidence=a.min_confidence,
+                     allow_rejected=a.allow_rejected)
+    run = classify_files(clf, files)
+    if not a.no_table and not a.quiet and run.rows:
+        print_table(run, f"{clf.card.architecture} ({clf.format}): {len(run.rows)} crops")
+    for path, writer in ((a.json, write_json), (a.csv, write_csv)):
+        if path:
+            writer(run, path)
+    groups = run.per_group()
+    unknown = groups.get("unknown", 0)
+    print(f"classified {len(run.rows)} crops ({', '.join(f'{g} {n}' for g, n in sorted(groups.items())) or 'none'}; "
+          f"unknown {unknown / max(1, len(run.rows)):.1%}) with {clf.card.architecture} ({clf.format}, open-set score "
+          f"{clf.open_set.score} > {clf.threshold:.3g} = unknown, confidence calibrated at T={clf.temperature:.3g})"
+          + (f"; skipped {len(run.skipped)} unreadable" if run.skipped else "")
+          + "".join(f"; wrote {p}" for p in (a.json, a.csv) if p))
+    if not run.rows:
+        raise CytoEdgeError(f"none of the {len(files)} files could be read as an image")
+    return 0
+
+
 def _store(argv: Sequence[str]) -> int:
     from edge_app.store_repair import StoreDamagedError, check_store, recover_store
 
@@ -364,7 +418,8 @@ def _boards(argv: Sequence[str]) -> int:
 
 
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"report": _report, "boards": _boards, "serve": _serve,
-                                                           "export-reviews": _export_reviews, "store": _store}
+                                                           "export-reviews": _export_reviews, "store": _store,
+                                                           "classify": _classify}
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -91,9 +91,9 @@ CREATE TABLE IF NOT EXISTS cells (
     x INTEGER NOT NULL, y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL,
     class_name TEXT NOT NULL,       -- the model's top class (kept even when unknown)
     grp TEXT NOT NULL,              -- normal / benign / abnormal, or unknown when flagged
-    confidence REAL NOT NULL,       -- softmax of the top class
-    distance REAL,                  -- to the nearest class centroid (NULL: the card has none)
-    unknown INTEGER NOT NULL,       -- 1: rejected (far from every class or low confidence)
+    confidence REAL NOT NULL,       -- calibrated probability of the top class (softmax of logits / card temperature)
+    distance REAL,                  -- the open-set score (card schema 2; e.g. Mahalanobis distance to the nearest class)
+    unknown INTEGER NOT NULL,       -- 1: rejected (open-set score over the card's threshold, or low confidence)
     crop_path TEXT                  -- relative to the store folder; NULL when not saved
 );
 CREATE INDEX IF NOT EXISTS cells_by_slide ON cells (slide_id, grp);

@@ -29,7 +29,7 @@ def private_cache(tmp_path_factory):
 
 @pytest.fixture
 def no_network(monkeypatch):
-    """Fail any attempt to open a network connection (loopback included, except AF_UNIX)."""
+    """Fail any attempt to open a network connection (loopback included, except AF_UNIX) or to resolve a name."""
     attempts: list[object] = []
 
     def guard(self, address, *args, **kwargs):  # noqa: ANN001
@@ -38,19 +38,25 @@ def no_network(monkeypatch):
             raise OSError(f"network access blocked in test: connect to {address!r}")
         return real_connect(self, address, *args, **kwargs)
 
+    def no_lookup(host, *args, **kwargs):  # noqa: ANN001
+        attempts.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, f"name lookup blocked in test: {host!r}")
+
     real_connect = socket.socket.connect
     monkeypatch.setattr(socket.socket, "connect", guard)
     monkeypatch.setattr(socket.socket, "connect_ex", guard)
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
     return attempts
 
 
 @pytest.fixture(scope="session")
 def synth_tree(tmp_path_factory):
-    """A small synthetic SIPaKMeD-shaped tree (5 classes x 24 crops from 4 frames each, 2 slide fields)."""
+    """A small synthetic SIPaKMeD-shaped tree (5 classes x 24 crops from 4 frames each, 2 slide fields,
+    6 non-cell crops per kind in negatives/ and ood/)."""
     from train.data.synth import SynthOptions, generate
 
     out = tmp_path_factory.mktemp("synth") / "data"
-    generate(SynthOptions(out=out, per_class=24, frames=4, seed=0, fields=2, frame_size=(640, 480)))
+    generate(SynthOptions(out=out, per_class=24, frames=4, seed=0, fields=2, frame_size=(640, 480), non_cells=6))
     return out
 
 

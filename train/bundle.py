@@ -4,7 +4,8 @@ A folder with
 
 * ``weights.pt``  - a plain state_dict (``torch.load(weights_only=True)``; no pickled objects);
 * ``bundle.json`` - architecture, classes and their clinical groups, preprocessing
-  (input size, mean/std), embedding dim, per-class embedding centroids and the
+  (input size, mean/std), embedding kind (``l2``, ``bnneck``, ``raw``; older bundles
+  without the key are ``raw``) and dim, per-class embedding centroids and the
   distance threshold for "unknown", the resolved training config, fold, validation
   metrics, and the SHA-256 of ``weights.pt``;
 * ``split.json``  - the data root and the fold's train / validation samples
@@ -46,6 +47,7 @@ class Bundle:
     threshold_quantile: float = 0.99
     weights_sha256: str = ""
     created: str = ""
+    embedding: str = "raw"  # how the net makes its embedding (train.models.registry.EMBEDDINGS)
     directory: Path | None = None
 
     @property
@@ -66,6 +68,7 @@ class Bundle:
             "class_groups": self.class_groups or default_groups(self.class_names),
             "input_size": self.input_size,
             "preprocessing": self.preprocessing.to_dict(),
+            "embedding": self.embedding,
             "embedding_dim": self.embedding_dim,
             "centroids": self.centroids,
             "threshold": self.threshold,
@@ -100,7 +103,7 @@ class Bundle:
             raise BundleError(f"bundle weights {wpath} are missing: re-run edge-train")
         if self.weights_sha256 and sha256_file(wpath) != self.weights_sha256:
             raise BundleError(f"bundle weights {wpath} do not match bundle.json (sha256 differs): re-run edge-train")
-        model = create_model(self.architecture, self.num_classes)
+        model = create_model(self.architecture, self.num_classes, embedding=self.embedding)
         state = load_torch_file(wpath, BundleError, "bundle weights", "re-run edge-train, or copy the bundle again")
         if not isinstance(state, dict):
             raise BundleError(f"bundle weights {wpath} hold a {type(state).__name__}, not a state_dict: re-run edge-train")
@@ -170,6 +173,7 @@ def read_bundle(directory: str | Path) -> Bundle:
             class_groups=dict(d.get("class_groups") or {}),
             preprocessing=PreprocessSpec.from_dict(d["preprocessing"]),
             embedding_dim=int(d["embedding_dim"]),
+            embedding=str(d.get("embedding", "raw")),
             centroids=[list(map(float, c)) for c in d["centroids"]],
             threshold=float(d["threshold"]),
             threshold_quantile=float(d.get("threshold_quantile", 0.99)),

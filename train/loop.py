@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from edge_app.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from edge_app.classes import default_groups
-from edge_app.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
+from edge_app.preprocess import PreprocessSpec
 from edge_app.rejection import fit_rejection
 from train.bundle import Bundle, load_torch_file, write_bundle
 from train.config import TrainConfig
@@ -33,7 +33,7 @@ from train.data.sipakmed import DatasetIndex
 from train.data.transforms import Augmentation
 from train.distributed import DistInfo, barrier
 from train.errors import CheckpointError, TrainingDivergedError
-from train.losses import HybridLoss
+from train.losses import HybridLoss, outlier_exposure_loss
 from train.metrics import classification_metrics, same_scores_for_every_image
 from train.models import create_model, get_model_info
 
@@ -76,10 +76,13 @@ def seed_everything(*parts: int) -> None:
 
 
 def preprocess_spec(cfg: TrainConfig) -> PreprocessSpec:
-    """Size and normalisation of the model input; it goes into the bundle, the model card and the device."""
+    """Size and normalisation of the model input; it goes into the bundle, the model card and the device.
+
+    mean/std: the config's when set, else the model's own (EfficientNet-Lite0's weights expect 0.5 / 0.5)."""
+    info = get_model_info(cfg.model)
     return PreprocessSpec(size=cfg.input_size, resize=cfg.resize or cfg.input_size,
-                          mean=tuple(cfg.mean) if cfg.mean else IMAGENET_MEAN,
-                          std=tuple(cfg.std) if cfg.std else IMAGENET_STD)
+                          mean=tuple(cfg.mean) if cfg.mean else info.mean,
+                          std=tuple(cfg.std) if cfg.std else info.std)
 
 
 def augmentation(cfg: TrainConfig) -> Augmentation:
@@ -108,6 +111,25 @@ def _loader(cfg: TrainConfig, ds: CellDataset, fold: int, epoch: int, dist: Dist
                       **common)
 
 
+def negatives_dataset(cfg: TrainConfig, spec: PreprocessSpec) -> CellDataset | None:
+    """The non-cell crops of ``--negatives`` (outlier exposure), augmented like the cells; None when off."""
+    if not cfg.negatives:
+        return None
+    from edge_app.crops import crop_files
+    from train.data.sipakmed import Sample
+
+    files = crop_files([cfg.negatives])
+    return CellDataset([Sample(f, -1, f"negatives/{f.parent.name}") for f in files], spec, train=True)
+
+
+def _negative_batches(cfg: TrainConfig, ds: CellDataset, fold: int, epoch: int, dist: DistInfo, batches: int):
+    """An endless, seeded stream of non-cell batches (drawn with replacement), half a batch each."""
+    g = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, fold, epoch, 11, dist.rank]).generate_state(1)[0]))
+    n = max(1, cfg.batch_size // 2)
+    sampler = RandomSampler(ds, replacement=True, num_samples=n * max(1, batches), generator=g)
+    return iter(DataLoader(ds, batch_size=n, sampler=sampler, num_workers=cfg.workers))
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, ds: CellDataset, device: torch.device, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Logits and embeddings of every image of ``ds`` (evaluation transform, in order)."""
@@ -123,8 +145,8 @@ def predict(model: torch.nn.Module, ds: CellDataset, device: torch.device, batch
 def constant_output_warning(logits: np.ndarray, cfg: TrainConfig) -> str | None:
     """A warning when the model gives every image the same scores (dead units: learning has stopped), else None.
 
-    SqueezeNet 1.1 from random initialisation does this (its logits pass a ReLU; once all are
-    zero no gradient flows): the loss then sits at ln(classes) and the run cannot recover.
+    A ReLU in front of the logits does this once all its inputs turn negative (torchvision's SqueezeNet
+    head had one; ours does not): no gradient flows, the loss sits at ln(classes), the run cannot recover.
     """
     if not same_scores_for_every_image(logits):
         return None
@@ -183,12 +205,14 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
     val_ds = CellDataset(val_samples, spec, train=False)
 
     seed_everything(cfg.seed, fold)
-    model = create_model(cfg.model, len(names), pretrained=cfg.pretrained, weights=cfg.weights or None).to(device)
+    model = create_model(cfg.model, len(names), pretrained=cfg.pretrained, weights=cfg.weights or None,
+                         embedding=cfg.embedding).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           dampening=cfg.dampening)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.milestones, gamma=cfg.gamma)
     crit = HybridLoss(lam=cfg.lam if cfg.loss == "hybrid" else 0.0, margin=cfg.margin,
                       label_smoothing=cfg.label_smoothing, mining=cfg.mining)
+    neg_ds = negatives_dataset(cfg, spec)
     history: list[dict[str, float]] = []
     start = 0
     ckpt_path = fold_dir / CHECKPOINT
@@ -207,15 +231,25 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
         seed_everything(cfg.seed, fold, epoch)
         net.train()
         t0 = time.perf_counter()
-        tot = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "correct": 0, "n": 0}
-        bar = tqdm(_loader(cfg, train_ds, fold, epoch, dist), desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}",
+        tot = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "oe": 0.0, "correct": 0, "n": 0}
+        loader = _loader(cfg, train_ds, fold, epoch, dist)
+        negs = _negative_batches(cfg, neg_ds, fold, epoch, dist, len(loader)) if neg_ds is not None else None
+        bar = tqdm(loader, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}",
                    leave=False, unit="batch",
                    disable=None if (cfg.progress and dist.is_main) else True)  # None: off when stderr is not a terminal (logs)
         for x, y, _ in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            n_in = len(y)
+            if negs is not None:  # one forward over cells + non-cells (shared BatchNorm statistics, as in OE)
+                x = torch.cat([x, next(negs)[0].to(device, non_blocking=True)])
             with torch.autocast(device.type, enabled=use_amp):
                 logits, emb = net(x)
-            parts = crit(logits.float(), emb.float(), y)
+            parts = crit(logits[:n_in].float(), emb[:n_in].float(), y)
+            if negs is not None:
+                oe = outlier_exposure_loss(logits[n_in:].float())
+                parts.total = parts.total + cfg.oe_weight * oe
+                tot["oe"] += oe.item() * n_in
+                logits = logits[:n_in]
             loss_value = parts.total.item()
             if not math.isfinite(loss_value):
                 raise TrainingDivergedError(
@@ -238,10 +272,10 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
         sched.step()
         train_secs = time.perf_counter() - t0
         if dist.enabled:  # sum the per-rank counters so rank 0 reports the whole epoch
-            t = torch.tensor([tot["loss"], tot["ce"], tot["triplet"], tot["correct"], tot["n"]], dtype=torch.float64,
-                             device=device)
+            keys = ("loss", "ce", "triplet", "oe", "correct", "n")
+            t = torch.tensor([tot[k] for k in keys], dtype=torch.float64, device=device)
             torch.distributed.all_reduce(t)
-            tot = dict(zip(("loss", "ce", "triplet", "correct", "n"), t.tolist()))
+            tot = dict(zip(keys, t.tolist()))
         if dist.is_main:
             v_logits, _ = predict(model, val_ds, device)
             v_true = val_ds.labels
@@ -249,11 +283,12 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
             v_acc = float((v_logits.argmax(1) == v_true).mean())
             n = max(tot["n"], 1)
             history.append({"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": tot["loss"] / n,
-                            "train_ce": tot["ce"] / n, "train_triplet": tot["triplet"] / n,
+                            "train_ce": tot["ce"] / n, "train_triplet": tot["triplet"] / n, "train_oe": tot["oe"] / n,
                             "train_acc": tot["correct"] / n, "train_images": int(tot["n"]), "val_loss": v_loss, "val_acc": v_acc,
                             "train_seconds": train_secs, "train_images_per_s": tot["n"] / max(train_secs, 1e-9)})
             print(f"fold {fold} epoch {epoch + 1}/{cfg.epochs}: loss {tot['loss'] / n:.4f} "
-                  f"(ce {tot['ce'] / n:.4f}, triplet {tot['triplet'] / n:.4f}) train acc {tot['correct'] / n:.3f} "
+                  f"(ce {tot['ce'] / n:.4f}, triplet {tot['triplet'] / n:.4f}"
+                  + (f", oe {tot['oe'] / n:.4f}" if neg_ds is not None else "") + f") train acc {tot['correct'] / n:.3f} "
                   f"val acc {v_acc:.3f}  {tot['n'] / max(train_secs, 1e-9):.1f} img/s", flush=True)
             stuck = constant_output_warning(v_logits, cfg)
             if stuck:
@@ -286,8 +321,10 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
              "train": [[rel(s), s.label, s.group] for s in train_samples],
              "val": [[rel(s), s.label, s.group] for s in val_samples]}
     bundle = Bundle(architecture=cfg.model, class_names=names, class_groups=default_groups(names), preprocessing=spec,
-                    embedding_dim=get_model_info(cfg.model).embedding_dim, centroids=cents.tolist(), threshold=thr,
+                    embedding_dim=get_model_info(cfg.model).embedding_dim, embedding=cfg.embedding,
+                    centroids=cents.tolist(), threshold=thr,
                     threshold_quantile=cfg.threshold_quantile, config=cfg.to_dict(), fold=fold, folds=cfg.folds,
-                    metrics={k: metrics[k] for k in ("accuracy", "precision", "recall", "specificity", "f1", "n")})
+                    metrics={k: metrics[k] for k in ("accuracy", "precision", "recall", "specificity", "f1", "n",
+                                                     "abnormal")})
     write_bundle(fold_dir, bundle, model.state_dict(), split)
     return FoldResult(fold, metrics, history, fold_dir)

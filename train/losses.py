@@ -10,10 +10,21 @@ Euclidean distances within the batch, margin alpha, and
 
 A batch with no valid triplet (one class only, or no two images of a class) gives a
 zero triplet term that still belongs to the autograd graph (STYLE.md 3).
+
+The loss takes whatever embedding the net outputs; its scale decides whether lambda = 1 can
+work. On the raw pooled features (the paper, ``--embedding raw``) squared distances are in the
+tens to hundreds and the term swamps cross-entropy; on the L2-normalised embedding (the
+default, :mod:`train.models.nets`) they lie in [0, 4] and a margin of 0.3 trains (README).
+
+Outlier exposure (Hendrycks et al., "Deep Anomaly Detection with Outlier Exposure",
+ICLR 2019; optional, ``--negatives``): crops that are not cells are pushed towards a
+uniform prediction by :func:`outlier_exposure_loss`, the cross-entropy from their
+softmax to the uniform distribution (minus its floor ln K, so 0 = uniform).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +81,14 @@ def triplet_loss(emb: torch.Tensor, labels: torch.Tensor, margin: float = 1.0,
     if not positive.any():
         return zero, active
     return hinge[positive].mean(), active
+
+
+def outlier_exposure_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over non-cell crops of CE(uniform, softmax(logits)) - ln K: 0 when every prediction is uniform."""
+    if len(logits) == 0:
+        return (logits * 0.0).sum()
+    k = logits.shape[1]
+    return -(F.log_softmax(logits, dim=1).mean(dim=1)).mean() - math.log(k)
 
 
 class HybridLoss(nn.Module):

@@ -2,6 +2,11 @@
 
 Specificity is not in scikit-learn; it is read off the same confusion matrix:
 for class k, TN / (TN + FP) treating k one-vs-rest, then macro-averaged.
+
+The clinical view (:func:`abnormal_figures`): the abnormal group (koilocytotic +
+dyskeratotic, :mod:`edge_app.classes`) against every other class, as a screening test:
+sensitivity = abnormal cells called abnormal, specificity = other cells not called
+abnormal (scikit-learn's recall of each side).
 """
 
 from __future__ import annotations
@@ -13,7 +18,22 @@ import numpy as np
 METRIC_KEYS = ("accuracy", "precision", "recall", "specificity", "f1")
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+def abnormal_figures(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str],
+                     groups: dict[str, str] | None = None) -> dict[str, Any]:
+    """Sensitivity and specificity of "abnormal group vs the rest" (class indices in, figures out)."""
+    from sklearn.metrics import recall_score
+
+    from edge_app.classes import abnormal_indices
+
+    ab = abnormal_indices(class_names, groups)
+    t, p = np.isin(y_true, ab), np.isin(y_pred, ab)
+    return {"classes": [class_names[k] for k in ab], "n_abnormal": int(t.sum()), "n_other": int((~t).sum()),
+            "sensitivity": float(recall_score(t, p, pos_label=True, zero_division=0)) if t.any() else None,
+            "specificity": float(recall_score(t, p, pos_label=False, zero_division=0)) if (~t).any() else None}
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str],
+                           groups: dict[str, str] | None = None) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     labels = list(range(len(class_names)))
@@ -38,6 +58,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
                    "f1": float(f[k]), "support": int(support[k])}
             for k, name in enumerate(class_names)
         },
+        "abnormal": abnormal_figures(y_true, y_pred, class_names, groups),
         "confusion_matrix": cm.tolist(),
     }
 

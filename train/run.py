@@ -69,17 +69,41 @@ def prepare_run_folder(cfg: TrainConfig, resume: bool) -> None:
     check_writable(out)
 
 
+CLINICAL_KEYS = ("sensitivity", "specificity")  # of the abnormal group against the rest
+
+
 def summarize(cfg: TrainConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
+    def row(m: dict[str, Any]) -> dict[str, Any]:
+        ab = m.get("abnormal") or {}
+        return {**{k: m[k] for k in (*METRIC_KEYS, "n")}, **{f"abnormal_{k}": ab.get(k) for k in CLINICAL_KEYS},
+                "per_class": {c: {"recall": v["recall"], "precision": v["precision"]}
+                              for c, v in (m.get("per_class") or {}).items()}}
+
     summary = {
         "model": cfg.model, "loss": cfg.loss, "folds": cfg.folds, "group_aware": cfg.groups, "epochs": cfg.epochs,
-        "per_fold": [{"fold": r["fold"], **{k: r["metrics"][k] for k in (*METRIC_KEYS, "n")}} for r in results],
+        "per_fold": [{"fold": r["fold"], **row(r["metrics"])} for r in results],
     }
     summary["mean_std"] = mean_std([r["metrics"] for r in results])
+    summary["mean_std"].update({f"abnormal_{k}": _mean_std([f[f"abnormal_{k}"] for f in summary["per_fold"]])
+                                for k in CLINICAL_KEYS})
+    classes = list(summary["per_fold"][0]["per_class"]) if results else []
+    summary["per_class_mean"] = {c: {k: _mean_std([f["per_class"][c][k] for f in summary["per_fold"]])["mean"]
+                                     for k in ("recall", "precision")} for c in classes}
     return summary
 
 
+def _mean_std(values: list[float | None]) -> dict[str, float | None]:
+    vals = np.array([v for v in values if v is not None], dtype=float)
+    return {"mean": float(vals.mean()), "std": float(vals.std())} if len(vals) else {"mean": None, "std": None}
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}"
+
+
 def print_summary(summary: dict[str, Any]) -> None:
-    """A table shaped like the paper's Table 2 (per fold, then mean +- std, in %)."""
+    """A table shaped like the paper's Table 2 (per fold, then mean +- std, in %), the abnormal group's
+    sensitivity / specificity beside it, then per-class recall and precision (mean over folds)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -87,13 +111,22 @@ def print_summary(summary: dict[str, Any]) -> None:
                     f"({len(summary['per_fold'])} of {summary['folds']} folds, "
                     f"{'group-aware' if summary['group_aware'] else 'plain'} split)")
     t.add_column("fold")
-    for k in METRIC_KEYS:
-        t.add_column(f"{k} (%)", justify="right")
+    keys = (*METRIC_KEYS, *(f"abnormal_{k}" for k in CLINICAL_KEYS))
+    for k in keys:
+        t.add_column(f"{k.replace('abnormal_', 'abnormal ')} (%)", justify="right")
     for row in summary["per_fold"]:
-        t.add_row(str(row["fold"]), *[f"{100 * row[k]:.2f}" for k in METRIC_KEYS])
+        t.add_row(str(row["fold"]), *[_pct(row[k]) for k in keys])
     ms = summary["mean_std"]
-    t.add_row("mean ± std", *[f"{100 * ms[k]['mean']:.2f} ± {100 * ms[k]['std']:.2f}" for k in METRIC_KEYS])
-    Console(width=120).print(t)
+    t.add_row("mean ± std", *[f"{_pct(ms[k]['mean'])} ± {_pct(ms[k]['std'])}" for k in keys])
+    console = Console(width=140)
+    console.print(t)
+    pc = Table(title="per class, mean over folds (abnormal = koilocytotic + dyskeratotic vs the rest)")
+    pc.add_column("class")
+    pc.add_column("recall (%)", justify="right")
+    pc.add_column("precision (%)", justify="right")
+    for c, v in summary.get("per_class_mean", {}).items():
+        pc.add_row(c, _pct(v["recall"]), _pct(v["precision"]))
+    console.print(pc)
 
 
 def random_init_hint(cfg: TrainConfig) -> str | None:
@@ -101,7 +134,17 @@ def random_init_hint(cfg: TrainConfig) -> str | None:
     if cfg.pretrained or cfg.weights or cfg.lr > 1e-3:
         return None
     return (f"note: random initialisation with lr {cfg.lr:g} (the paper's, for ImageNet weights) learns very slowly; "
-            f"from scratch use e.g. --lr 0.02 --grad-clip 5 --lam 0.05 (README, edge-train), or --pretrained / --weights")
+            f"from scratch use e.g. --lr 0.02 --grad-clip 5 (README, edge-train), or --pretrained / --weights "
+            f"(efficientnet_lite0's ImageNet weights install with the package)")
+
+
+def check_initial_weights(cfg: TrainConfig) -> None:
+    """Load the ImageNet weights asked for once before anything is written: a missing file is a one-line
+    error that leaves no half-made run folder behind (and a download, when online, lands in the cache first)."""
+    if cfg.pretrained or cfg.weights:
+        from train.models import create_model
+
+        create_model(cfg.model, 2, pretrained=cfg.pretrained, weights=cfg.weights or None, embedding=cfg.embedding)
 
 
 def run_training(cfg: TrainConfig, *, resume: bool = False, on_epoch: "EpochCallback | None" = None
@@ -123,6 +166,8 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, on_epoch: "EpochCall
     dist, device = init_distributed(cfg.device)
     try:
         if dist.is_main:
+            if not resume:
+                check_initial_weights(cfg)
             prepare_run_folder(cfg, resume)
             atomic_write_json(Path(cfg.out) / CONFIG_FILE, cfg.to_dict())
         barrier(dist)

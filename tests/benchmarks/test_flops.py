@@ -48,6 +48,15 @@ def test_graph_count_matches_pytorch_flop_counter(name, size, tmp_path):
     assert 0.9 * ref.params < cost.params <= ref.params
 
 
+def test_efficientnet_lite0_costs_what_its_authors_publish(tmp_path):
+    """EfficientNet-Lite0 (timm's tf_ port, TF "same" padding) at 224 x 224 with the ImageNet head: ~0.4 GMACs."""
+    model = create_model("efficientnet_lite0", 1000).eval()
+    cost = count_onnx(_export(model, tmp_path / "m.onnx"))
+    assert cost.uncounted == []
+    assert 0.37e9 < cost.macs < 0.41e9, cost.macs  # counted here: 0.385 G
+    assert abs(cost.macs / count_torch(model, 224).macs - 1) < 0.005
+
+
 def test_inner_dimension_of_matrix_products_ignores_transposes():
     assert _inner_dim([1, 1024], [5, 1024], [1, 5]) == 1024  # Gemm with transB
     assert _inner_dim([8, 3, 7], [8, 7, 4], [8, 3, 4]) == 7  # batched MatMul

@@ -59,3 +59,44 @@ def test_a_dead_model_is_refused_before_conversion(tiny_bundle, tmp_path, conver
     assert rc == 2
     assert se.count("\n") == 1 and "gives every image the same scores" in se and "retrain" in se
     assert not (tmp_path / "model" / "model_card.json").exists()
+
+
+def test_efficientnet_lite0_converts_with_its_own_normalisation_and_one_embedding_space(synth_tree, tmp_path,
+                                                                                       convert_cli, no_network):
+    """ImageNet-initialised EfficientNet-Lite0 (TF "same" padding, ReLU6, mean = std = 0.5) -> ONNX -> fp32 + int8.
+
+    The card carries the model's own mean/std, and every artifact's ``embedding`` output is the
+    L2-normalised embedding the triplet term trained and the centroids were fitted in.
+    """
+    from convert.onnx_export import read_metadata
+    from convert.runners import TfliteRunner
+    from edge_app.card import load_card
+    from train.config import TrainConfig
+    from train.run import run_training
+
+    run = tmp_path / "run"
+    run_training(TrainConfig(data=str(synth_tree), out=str(run), model="efficientnet_lite0", pretrained=True,
+                             input_size=64, folds=2, fold=0, epochs=1, lr=0.01, margin=0.3, progress=False, seed=0))
+    out = tmp_path / "model"
+    rc, so, se = convert_cli([str(run / "fold_0"), "--out", str(out), "--int8", "--calib-images", "20",
+                              "--max-batch", "4", "--max-drop", "100"])
+    assert rc == 0, se
+    card = load_card(out)
+    assert list(card.preprocessing.mean) == [0.5, 0.5, 0.5] and list(card.preprocessing.std) == [0.5, 0.5, 0.5]
+    assert read_metadata(out / "model.onnx")["embedding"] == "l2"
+    fp32, int8 = card.artifacts["tflite-fp32"], card.artifacts["tflite-int8"]
+    assert fp32.validation["agreement"] == 1.0 and fp32.validation["max_logit_error"] < 1e-3
+
+    import cv2
+
+    from edge_app.preprocess import preprocess
+
+    files = sorted(synth_tree.rglob("*.bmp"))[::10][:8]  # cells: int8 ranges were calibrated on cells
+    crops = np.stack([preprocess(cv2.imread(str(f)), card.preprocessing, normalize=False) for f in files]).astype(np.uint8)
+    for entry, tol in ((fp32, 1e-3), (int8, 0.02)):
+        runner = TfliteRunner(out / entry.file, card.preprocessing, 5, 1280, entry.input.space, batch=4)
+        _, emb = runner.run(crops)
+        np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=tol)  # unit vectors, as in training
+        assert 0 < entry.threshold <= 2.0  # distances between points of the unit sphere's ball
+        assert np.all(np.linalg.norm(np.asarray(entry.centroids), axis=1) <= 1.0 + tol)
+    assert no_network == []  # --pretrained, training and conversion all ran offline

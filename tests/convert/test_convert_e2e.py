@@ -12,7 +12,6 @@ from edge_app.atomic import sha256_file
 from edge_app.card import load_card, write_card
 from edge_app.errors import ArtifactIntegrityError
 from edge_app.preprocess import preprocess, quantize
-from edge_app.rejection import fit_rejection
 
 pytestmark = pytest.mark.slow  # the session fixture runs one real conversion (~30-90 s on 2 shared cores)
 
@@ -131,16 +130,53 @@ def test_fp32_matches_pytorch_and_validation_numbers_are_reproducible(converted)
         assert card.artifacts[fmt].validation == row
 
 
-def test_int8_gets_its_own_centroids_and_threshold(converted):
-    """Recompute the int8 rejection fit here from the training split and compare with the card."""
+def test_int8_gets_its_own_open_set_score_and_temperature(converted):
+    """Recompute the int8 fit here (training split: score parameters; validation split: threshold, temperature)."""
+    from convert.validate import fit_temperature
+    from edge_app.crop_features import crop_features
+    from edge_app.rejection import fit_open_set
+
     card = load_card(converted.out)
     entry = card.artifacts["tflite-int8"]
-    images, labels = _split_images(converted.bundle, "train")
-    emb = _run(_litert(card, "tflite-int8"), entry, card.preprocessing, images)["embedding"]
-    cents, thr = fit_rejection(emb, labels, len(card.class_names), card.source["threshold_quantile"])
-    np.testing.assert_allclose(np.asarray(entry.centroids), cents, rtol=1e-5, atol=1e-5)
-    assert entry.threshold == pytest.approx(thr, rel=1e-5)
-    assert not np.allclose(np.asarray(entry.centroids), np.asarray(card.artifacts["tflite-fp32"].centroids))
+    fit = card.validation["fit"]
+    assert entry.open_set.score == fit["open_set_score"] == "mahalanobis+image" and fit["cell_rejection"] == 0.05
+    it = _litert(card, "tflite-int8")
+    train_images, train_labels = _split_images(converted.bundle, "train")
+    train = _run(it, entry, card.preprocessing, train_images)
+    images, labels = _split_images(converted.bundle, "val")
+    val = _run(it, entry, card.preprocessing, images)
+    feats = [crop_features(np.stack([preprocess(im, card.preprocessing, normalize=False) for im in ims]))
+             for ims in (train_images, images)]
+    want = fit_open_set(fit["open_set_score"], train["logits"], train["embedding"], train_labels, val["logits"],
+                        val["embedding"], len(card.class_names), train_image=feats[0], val_image=feats[1],
+                        cell_rejection=fit["cell_rejection"], rank=fit["rank"])
+    np.testing.assert_allclose(entry.open_set.embedding.means, want.embedding.means, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(entry.open_set.image.means, want.image.means, rtol=1e-5, atol=1e-5)
+    assert entry.open_set.threshold == pytest.approx(want.threshold, rel=1e-4)
+    assert entry.validation["unknown_rate"] == pytest.approx(0.05, abs=1.5 / len(labels))
+    assert entry.temperature == pytest.approx(fit_temperature(val["logits"], labels), rel=1e-3)
+    cal = entry.calibration
+    assert cal["ece_after"] <= cal["ece_before"] + 1e-9 and cal["nll_after"] <= cal["nll_before"] + 1e-9
+    assert sum(b["n"] for b in cal["reliability_after"]) == len(labels)
+    fp32 = card.artifacts["tflite-fp32"]
+    assert not np.allclose(entry.open_set.embedding.means, fp32.open_set.embedding.means)  # int8 is not float
+    np.testing.assert_allclose(entry.open_set.image.means, fp32.open_set.image.means, rtol=1e-6)  # same pictures
+    assert (converted.out / card.validation["reliability_plot"]).stat().st_size > 1000
+
+
+def test_convert_table_has_clinical_figures_and_calibration(converted):
+    lines = converted.stdout.splitlines()
+    at = next(i for i, ln in enumerate(lines) if "abn sens" in ln)
+    assert "ECE before>after" in lines[at] and " T " in lines[at]
+    table = [ln.split() for ln in lines[at + 2:at + 2 + len(ALL)]]
+    assert {row[0] for row in table} == ALL
+    card = load_card(converted.out)
+    for row in table:
+        v = card.validation["table"][row[0]]
+        assert f"{v['temperature']:.3f}" in row and f"{v['ece_before']:.3f}" in row
+        assert 0.0 <= v["abnormal"]["sensitivity"] <= 1.0 and set(v["per_class"]) == set(card.class_names)
+    assert any(ln.strip().startswith("koilocytotic") and " / " in ln for ln in converted.stdout.splitlines())
+    assert "reliability of tflite-int8" in converted.stdout
 
 
 def test_edge_app_classifier_runs_the_converted_model(converted):

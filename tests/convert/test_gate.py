@@ -14,9 +14,16 @@ from edge_app.card import load_card
 
 
 def _score(fmt: str, acc: float) -> ArtifactScore:
+    from edge_app.confidence import reliability
+    from edge_app.rejection import OpenSetScore
+
     metrics = {"n": 100, "accuracy": acc, "macro_f1": acc, "agreement": 1.0, "max_logit_error": 0.0,
-               "unknown_rate": 0.0, "threshold": 1.0}
-    return ArtifactScore(fmt, metrics, np.zeros((5, 4)), 1.0)
+               "unknown_rate": 0.05, "threshold": 1.0, "temperature": 1.2, "ece_before": 0.1, "ece_after": 0.02,
+               "abnormal": {"sensitivity": 0.8, "specificity": 0.9},
+               "per_class": {"a": {"recall": 0.5, "precision": 0.75}, "b": {"recall": 1.0, "precision": 0.6}}}
+    bins = reliability(np.array([[0.7, 0.3], [0.4, 0.6]]), np.array([0, 0]))
+    return ArtifactScore(fmt, metrics, OpenSetScore("energy", 1.0),
+                         {"temperature": 1.2, "reliability_before": bins, "reliability_after": bins})
 
 
 def test_gate_rejects_only_beyond_max_drop():
@@ -27,7 +34,11 @@ def test_gate_rejects_only_beyond_max_drop():
     reasons = apply_gate(scores, max_drop=1.0)
     assert len(reasons) == 1 and reasons[0].startswith("tflite-int8: accuracy 88.00% is 2.00 points below PyTorch's 90.00%")
     assert scores["tflite-int8"].status == "rejected" and scores["tflite-fp32"].status == "ok"
-    assert "rejected" in format_table(scores).splitlines()[-1]
+    table = format_table(scores).splitlines()
+    int8 = next(line for line in table if line.startswith("tflite-int8"))
+    assert int8.split()[-1] == "rejected" and "80.0%" in int8 and "0.100 > 0.020" in int8  # abn sens, ECE
+    assert any(line.startswith("a ") and "0.50 / 0.75" in line for line in table)  # per class: recall / precision
+    assert table[-2].startswith("reliability of tflite-int8")
 
 
 def test_gate_fires_when_forced_and_the_card_says_why(tiny_bundle, tmp_path, no_network, convert_cli):
@@ -80,6 +91,7 @@ def test_onnx2tf_never_runs_without_its_sample_file(tmp_path):
     (["{bundle}", "--out", "{out}", "--val", "{missing}"], "--val"),
     (["{bundle}", "--out", "{out}", "--max-batch", "0"], "--max-batch must be at least 1"),
     (["{bundle}", "--out", "{out}", "--max-drop", "nan"], "--max-drop must be a finite number"),
+    (["{bundle}", "--out", "{out}", "--cell-rejection", "0.7"], "--cell-rejection must be between 0 and 0.5"),
 ])
 def test_bad_input_is_a_one_line_error(tiny_bundle, tmp_path, convert_cli, args, message):
     fill = {"missing": str(tmp_path / "nope"), "out": str(tmp_path / "out"), "bundle": str(tiny_bundle)}

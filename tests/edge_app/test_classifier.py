@@ -31,7 +31,7 @@ def test_int8_is_the_default_and_batches_match_single_crops(device_model, crops)
     assert [p.class_index for p in batched] == [p.class_index for p in single]
     assert np.allclose([p.confidence for p in batched], [p.confidence for p in single], atol=0.02)
     for p in batched:
-        assert 0.0 < p.confidence <= 1.0 and p.distance is not None and p.distance >= 0
+        assert 0.0 < p.confidence <= 1.0 and np.isfinite(p.score) and p.score >= 0
         assert p.class_name in clf.class_names
         assert (p.group == "unknown") == p.unknown
 
@@ -43,15 +43,32 @@ def test_fp32_and_int8_mostly_agree(device_model, crops):
     assert np.abs(int8 - fp32).max() < 0.5 * np.abs(fp32).max() + 0.05  # the same model, quantised
 
 
-def test_min_confidence_and_distance_threshold_flag_unknown(model_copy, crops):
+def test_confidence_is_calibrated_and_the_score_is_the_cards(device_model, crops):
+    from edge_app.confidence import softmax
+
+    clf = Classifier(device_model)
+    entry = load_card(device_model).artifact("tflite-int8")
+    assert clf.temperature == entry.calibration["temperature"] != 1.0
+    logits, emb = clf.raw_outputs(crops)
+    preds = clf.classify(crops)
+    np.testing.assert_allclose([p.confidence for p in preds], softmax(logits, clf.temperature).max(1), rtol=1e-6)
+    assert not np.allclose([p.confidence for p in preds], softmax(logits).max(1))  # not the raw softmax
+    from edge_app.crop_features import crop_features
+
+    scores = entry.open_set(logits, emb, crop_features(clf.pixels(crops)))
+    np.testing.assert_allclose([p.score for p in preds], scores, rtol=1e-6)
+    assert [p.unknown for p in preds] == (scores > entry.open_set.threshold).tolist()
+
+
+def test_min_confidence_and_open_set_threshold_flag_unknown(model_copy, crops):
     everything_low = Classifier(model_copy, min_confidence=1.0).classify(crops)
     assert all(p.unknown and "low confidence" in p.reason and p.group == "unknown" for p in everything_low)
     card_file = model_copy / "model_card.json"
     card = json.loads(card_file.read_text())
-    card["artifacts"]["tflite-int8"]["threshold"] = 0.0  # the card is read, not hashed: the rule is the card's
+    card["artifacts"]["tflite-int8"]["open_set"]["threshold"] = 0.0  # the card is read, not hashed: the rule is the card's
     card_file.write_text(json.dumps(card))
     far = Classifier(model_copy).classify(crops)
-    assert all(p.unknown and p.reason == "far from every class" for p in far)  # min_confidence 0: never low
+    assert all(p.unknown and p.reason == "not like any known class" for p in far)  # min_confidence 0: never low
     with pytest.raises(CytoEdgeError, match="between 0 and 1"):
         Classifier(model_copy, min_confidence=1.5)
 

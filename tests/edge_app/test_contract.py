@@ -12,7 +12,7 @@ from edge_app.card import (SCHEMA_VERSION, ArtifactEntry, ModelCard, TensorSpec,
 from edge_app.errors import ArtifactIntegrityError, CytoEdgeError, ModelCardError
 from edge_app.formats import parse_formats
 from edge_app.preprocess import (PreprocessSpec, Quantization, as_bgr_uint8, dequantize, preprocess, quantize)
-from edge_app.rejection import centroid_distances, fit_rejection, nearest_centroid
+from edge_app.rejection import OpenSetScore, centroid_distances, fit_rejection, nearest_centroid
 
 
 def _card(tmp_path):
@@ -25,7 +25,8 @@ def _card(tmp_path):
         input=TensorSpec("input", [1, 32, 32, 3], "int8", q, layout="NHWC"),
         outputs={"logits": TensorSpec("logits", [1, 5], "int8", Quantization(0.1, 3, "int8")),
                  "embedding": TensorSpec("embedding", [1, 8])},
-        centroids=[[0.0] * 8] * 5, threshold=2.5, validation={"accuracy": 0.9})
+        open_set=OpenSetScore("centroid", 2.5, means=np.zeros((5, 8))), calibration={"temperature": 1.5},
+        validation={"accuracy": 0.9})
     card = ModelCard(architecture="shufflenet_v2_x1_0", class_names=["superficial_intermediate", "parabasal",
                      "metaplastic", "koilocytotic", "dyskeratotic"], preprocessing=PreprocessSpec(32, 32),
                      embedding_dim=8, artifacts={"tflite-int8": entry}, created="2026-11-25")
@@ -73,6 +74,35 @@ def test_unknown_schema_and_malformed_cards_are_refused(tmp_path):
         load_card(tmp_path)
     with pytest.raises(ModelCardError, match="no model card"):
         load_card(tmp_path / "elsewhere")
+
+
+def test_a_card_of_schema_1_or_without_the_new_fields_says_convert_again(tmp_path):
+    _card(tmp_path)
+    path = tmp_path / "model_card.json"
+    good = json.loads(path.read_text())
+    assert SCHEMA_VERSION == 2 and good["artifacts"]["tflite-int8"]["calibration"]["temperature"] == 1.5
+    old = json.loads(json.dumps(good))
+    old["schema_version"] = 1  # a card of the first release: centroids + threshold, raw softmax
+    entry = old["artifacts"]["tflite-int8"]
+    entry["centroids"], entry["threshold"] = entry.pop("open_set")["means"], 2.5
+    del entry["calibration"]
+    path.write_text(json.dumps(old))
+    with pytest.raises(ModelCardError, match=r"schema version 1 is not supported \(this CytoEdge reads version 2\): "
+                                             "convert the model again"):
+        load_card(tmp_path)
+    for key, words in (("open_set", "no open_set"), ("calibration", "no calibration")):
+        d = json.loads(json.dumps(good))
+        del d["artifacts"]["tflite-int8"][key]
+        path.write_text(json.dumps(d))
+        with pytest.raises(ModelCardError, match=f"tflite-int8 entry has {words}.*convert the model again"):
+            load_card(tmp_path)
+    for key, field, value, words in (("calibration", "temperature", 0, "temperature 0"),
+                                     ("open_set", "means", [[0.0] * 3], "means"), ("open_set", "score", "magic", "magic")):
+        d = json.loads(json.dumps(good))
+        d["artifacts"]["tflite-int8"][key][field] = value
+        path.write_text(json.dumps(d))
+        with pytest.raises(ModelCardError, match=words):
+            load_card(tmp_path)
 
 
 def test_format_names_are_exact():

@@ -240,7 +240,8 @@ def test_runs_with_torch_tensorflow_and_onnx_imports_blocked(device_model, field
     for args in (["--model", str(device_model), "--source", str(field_frames[0].parent), "--slide", "light",
                   "--out", str(out), "--save-annotated"],
                  ["report", "--slide", "light", "--out", str(out)],
-                 ["boards"]):
+                 ["boards"],
+                 ["classify", "--model", str(device_model), str(field_frames[0].parent), "--no-table"]):
         r = subprocess.run([sys.executable, "-c", BLOCKER, *args], cwd=REPO, capture_output=True, text=True,
                            timeout=120)
         assert r.returncode == 0, r.stderr
@@ -248,6 +249,7 @@ def test_runs_with_torch_tensorflow_and_onnx_imports_blocked(device_model, field
         outputs.append(r.stdout)
     assert f"slide light: {len(field_frames)} frames" in outputs[0]
     assert "Screening aid, not a diagnosis" in outputs[1]
+    assert f"classified {len(field_frames)} crops" in outputs[3]
     s = assert_store_consistent(out)
     assert s.slide_counts("light").frames == len(field_frames)
     s.close()

@@ -125,7 +125,7 @@ def test_trusted_devices_run_only_models_signed_by_their_keys(model_copy, keys, 
     assert "signed by another key" in refused("--trust", f"{other}.pub")
     # the card changed after signing: a looser threshold, and a damaged artifact with its hash rewritten
     card = json.loads((model_copy / "model_card.json").read_text())
-    card["artifacts"]["tflite-int8"]["threshold"] = 1e9
+    card["artifacts"]["tflite-int8"]["open_set"]["threshold"] = 1e9
     (model_copy / "model_card.json").write_text(json.dumps(card))
     assert "changed after it was signed" in refused("--trust", f"{lab}.pub")
     assert main(run) == 0  # a device without --trust does not ask for signatures

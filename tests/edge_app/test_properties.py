@@ -7,12 +7,14 @@ import copy
 import json
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_app.card import ArtifactEntry, ModelCard, TensorSpec, parse_card
 from edge_app.errors import CytoEdgeError, ModelCardError
 from edge_app.preprocess import PreprocessSpec, Quantization
+from edge_app.rejection import OpenSetScore
 from edge_app.store import _SLIDE_ID, check_slide_id
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -25,7 +27,8 @@ def valid_card() -> dict:
                          space="pixels"),
         outputs={"logits": TensorSpec("logits", [-1, 5], "int8", Quantization(0.1, 3, "int8"), index=0),
                  "embedding": TensorSpec("embedding", [-1, 8], index=1)},
-        max_batch=8, centroids=[[0.0] * 8] * 5, threshold=2.5, validation={"accuracy": 0.9})
+        max_batch=8, open_set=OpenSetScore("centroid", 2.5, means=np.zeros((5, 8))),
+        calibration={"temperature": 1.5}, validation={"accuracy": 0.9})
     return ModelCard(architecture="shufflenet_v2_x1_0", class_names=["superficial_intermediate", "parabasal",
                      "metaplastic", "koilocytotic", "dyskeratotic"], preprocessing=PreprocessSpec(32, 32),
                      embedding_dim=8, artifacts={"tflite-int8": entry}, created="2026-11-25").to_dict()

@@ -29,7 +29,8 @@ def edge_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("case", ["unknown_model", "folds_1", "few_images", "corrupt_config", "unknown_key",
-                                  "missing_data", "not_writable", "existing_run", "negative_threads"])
+                                  "missing_data", "not_writable", "existing_run", "missing_weights",
+                                  "negative_threads"])
 def test_bad_input_is_one_line(tmp_path, case):
     data = _imagefolder(tmp_path / "data")
     base = ["--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--input-size", "32",
@@ -54,6 +55,8 @@ def test_bad_input_is_one_line(tmp_path, case):
         args, msg = ["--data", str(data), "--out", str(blocker / "run"), "--folds", "2"], "cannot write to output folder"
     elif case == "negative_threads":
         args, msg = base + ["--threads", "-1"], "--threads must be 0 (all cores) or more, got -1"
+    elif case == "missing_weights":
+        args, msg = base + ["--folds", "2", "--weights", str(tmp_path / "nope.pth")], "nope.pth does not exist"
     else:
         (tmp_path / "run").mkdir()
         (tmp_path / "run" / "config.json").write_text("{}")
@@ -64,6 +67,8 @@ def test_bad_input_is_one_line(tmp_path, case):
     assert len(lines) == 1 and lines[0].startswith("edge-train: error: "), r.stderr
     assert msg in lines[0]
     assert "Traceback" not in r.stderr
+    if case == "missing_weights":
+        assert not (tmp_path / "run" / "config.json").exists()  # checked before the run folder is made
 
 
 def test_config_file_values_and_cli_precedence(tmp_path):
@@ -83,8 +88,10 @@ def test_paper_recipe_is_the_default():
     c = TrainConfig()
     assert (c.lr, c.momentum, c.weight_decay, c.dampening, c.milestones, c.gamma, c.epochs, c.batch_size) == (
         1e-4, 0.9, 0.005, 0.0, [30, 60], 0.1, 100, 16)
-    assert (c.loss, c.lam, c.margin, c.label_smoothing, c.mining, c.folds, c.input_size) == (
-        "hybrid", 1.0, 1.0, 0.1, "batch_hard", 5, 224)
+    assert (c.loss, c.lam, c.label_smoothing, c.mining, c.folds, c.input_size) == (
+        "hybrid", 1.0, 0.1, "batch_hard", 5, 224)
+    # the one measured departure: the triplet term sees the L2-normalised embedding, margin 0.3 (the paper: raw, 1)
+    assert (c.embedding, c.margin) == ("l2", 0.3)
 
 
 def test_help_is_instant_and_imports_no_torch():

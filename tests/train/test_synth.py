@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -40,7 +41,8 @@ def _frame_cells(folder: Path, stem: str) -> list[tuple[np.ndarray, np.ndarray]]
 
 
 def test_tree_has_the_sipakmed_layout(tree):
-    assert {p.name for p in tree.iterdir()} == {*(d.name for d in _class_dirs(tree).values()), "fields", "synth.json"}
+    assert {p.name for p in tree.iterdir()} == {*(d.name for d in _class_dirs(tree).values()), "fields", "synth.json",
+                                                "negatives", "ood"}
     for cls, folder in _class_dirs(tree).items():
         frames = sorted(p.name for p in folder.glob("*.bmp"))
         assert frames == [f"{i:03d}.bmp" for i in range(1, FRAMES + 1)]
@@ -67,7 +69,52 @@ def test_the_reader_takes_the_tree_as_sipakmed(tree):
     assert index.class_names == list(SIPAKMED_CLASSES)
     assert index.counts() == {c: PER_CLASS for c in SIPAKMED_CLASSES}
     assert index.group_counts() == {c: FRAMES for c in SIPAKMED_CLASSES}
-    assert [p.name for p in index.ignored_dirs] == ["fields"]
+    assert [p.name for p in index.ignored_dirs] == ["fields", "negatives", "ood"]
+
+
+def test_non_cell_sets_hold_other_kinds_and_seeds_and_are_never_classes(tree, tmp_path):
+    from train.data.sipakmed import NONCELL_MARKER, scan_dataset
+    from train.data.synth_noncells import KINDS, OOD_SEED_OFFSET, SETS
+
+    metas = {name: json.loads((tree / name / NONCELL_MARKER).read_text()) for name in SETS}
+    assert set(SETS["negatives"]).isdisjoint(SETS["ood"]) and set(SETS["negatives"]) | set(SETS["ood"]) == set(KINDS)
+    assert metas["ood"]["seed"] == metas["negatives"]["seed"] + OOD_SEED_OFFSET == 3 + OOD_SEED_OFFSET
+    for name, kinds in SETS.items():
+        assert sorted(p.name for p in (tree / name).iterdir() if p.is_dir()) == sorted(kinds)
+        for kind in kinds:
+            files = sorted((tree / name / kind).glob("*.png"))
+            assert len(files) == synth.SynthOptions(out=tree).non_cells == metas[name]["kinds"][kind]
+            img = cv2.imread(str(files[0]))
+            assert img.ndim == 3 and 72 <= img.shape[0] == img.shape[1] <= 200
+    # an ImageFolder tree (no CROPPED/) must not take a marked folder as a class either
+    flat = tmp_path / "flat"
+    for c in ("parabasal", "koilocytotic"):
+        (flat / c).mkdir(parents=True)
+        shutil.copy(next((tree / f"im_{SIPAKMED_FOLDERS[c]}" / "CROPPED").glob("*.bmp")), flat / c / "a.bmp")
+    shutil.copytree(tree / "ood", flat / "ood")
+    index = scan_dataset(flat)
+    assert index.layout == "imagefolder" and index.class_names == ["parabasal", "koilocytotic"]
+    assert [p.name for p in index.ignored_dirs] == ["ood"]
+
+
+def _sharpness(path: Path) -> float:
+    return float(cv2.Laplacian(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+
+
+def test_non_cell_kinds_look_like_what_they_are_named(tree):
+    def mean(name: str, kind: str) -> float:
+        return float(np.mean([cv2.imread(str(p)).mean() for p in (tree / name / kind).glob("*.png")]))
+
+    def sharp(name: str, kind: str) -> float:
+        return float(np.median([_sharpness(p) for p in (tree / name / kind).glob("*.png")]))
+
+    cells = float(np.median([_sharpness(p) for p in (tree / "im_Parabasal" / "CROPPED").glob("*.bmp")]))
+    assert mean("ood", "black") < 30 and mean("ood", "white") > 225
+    assert sharp("negatives", "noise") > 20 * cells
+    assert sharp("negatives", "blur") < cells / 3 and sharp("ood", "out_of_focus") < cells / 3
+    bubble = cv2.cvtColor(cv2.imread(str(next((tree / "ood" / "bubble").glob("*.png")))), cv2.COLOR_BGR2GRAY)
+    h, w = bubble.shape
+    assert bubble[h // 2 - 3:h // 2 + 3, w // 2 - 3:w // 2 + 3].mean() > bubble.mean()  # the clear centre
 
 
 def test_crops_are_cut_from_their_frame(tree):

@@ -41,8 +41,12 @@ def test_run_writes_both_folds_bundles_and_summary(trained_run, synth_tree):
     out, stdout = trained_run
     summary = json.loads((out / "summary.json").read_text())
     assert [f["fold"] for f in summary["per_fold"]] == [0, 1]
-    assert set(summary["mean_std"]) == {"accuracy", "precision", "recall", "specificity", "f1"}
+    assert set(summary["mean_std"]) == {"accuracy", "precision", "recall", "specificity", "f1",
+                                        "abnormal_sensitivity", "abnormal_specificity"}
     assert "mean ± std" in stdout  # the Table-2-shaped summary was printed
+    assert "abnormal sensitivity" in stdout and "precision (%)" in stdout  # clinical figures, per class
+    assert set(summary["per_class_mean"]) == {"superficial_intermediate", "parabasal", "metaplastic", "koilocytotic",
+                                              "dyskeratotic"}
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "squeezenet1_1" and config["epochs"] == 2 and config["momentum"] == 0.9
     for k in (0, 1):
@@ -76,6 +80,17 @@ def test_summary_metrics_agree_with_saved_predictions(trained_run):
                                                      labels=sorted(set(y_true)))
         assert row["recall"] == pytest.approx(r)
         assert row["precision"] == pytest.approx(p)
+        abnormal = {"koilocytotic", "dyskeratotic"}
+        pos = [t in abnormal for t in y_true]
+        called = [q in abnormal for q in y_pred]
+        if any(pos):
+            assert row["abnormal_sensitivity"] == pytest.approx(
+                sum(a and b for a, b in zip(pos, called)) / sum(pos))
+        assert row["abnormal_specificity"] == pytest.approx(
+            sum((not a) and (not b) for a, b in zip(pos, called)) / sum(not a for a in pos))
+        for c, v in row["per_class"].items():
+            n_true = sum(t == c for t in y_true)
+            assert v["recall"] == pytest.approx(sum(t == q == c for t, q in zip(y_true, y_pred)) / n_true)
     accs = [r["accuracy"] for r in summary["per_fold"]]
     assert summary["mean_std"]["accuracy"]["mean"] == pytest.approx(np.mean(accs))
 
@@ -195,3 +210,27 @@ def test_random_init_with_the_papers_learning_rate_gets_a_hint():
     assert random_init_hint(TrainConfig(data="d", out="o", pretrained=True)) is None
     assert random_init_hint(TrainConfig(data="d", out="o", weights="w.pth")) is None
     assert random_init_hint(TrainConfig(data="d", out="o", lr=0.02)) is None
+
+
+def test_outlier_exposure_trains_on_the_negatives_only_when_asked(synth_tree, tmp_path):
+    out = tmp_path / "oe"
+    r = _run(["--data", str(synth_tree), "--out", str(out), "--epochs", "1", "--limit-per-class", "8", "--fold", "0",
+              "--negatives", str(synth_tree / "negatives"), "--oe-weight", "0.5", *QUICK])
+    assert r.returncode == 0, r.stderr[-3000:]
+    history = json.loads((out / "fold_0" / "history.json").read_text())
+    assert history[0]["train_oe"] > 0 and ", oe " in r.stdout
+    assert json.loads((out / "config.json").read_text())["negatives"] == str(synth_tree / "negatives")
+    bad = _run(["--data", str(synth_tree), "--out", str(tmp_path / "bad"), "--negatives", str(tmp_path / "none"),
+                *QUICK])
+    assert bad.returncode == 2 and "--negatives" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_outlier_exposure_term_is_zero_for_uniform_and_grows_with_confidence():
+    from train.losses import outlier_exposure_loss
+
+    assert float(outlier_exposure_loss(torch.zeros(4, 5))) == pytest.approx(0.0, abs=1e-6)
+    confident = torch.tensor([[9.0, 0, 0, 0, 0]], requires_grad=True)
+    loss = outlier_exposure_loss(confident)
+    loss.backward()
+    assert float(loss) > 1.0 and confident.grad[0, 0] > 0  # the step lowers the confident logit
+    assert float(outlier_exposure_loss(torch.zeros(0, 5))) == 0.0

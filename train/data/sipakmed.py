@@ -12,6 +12,9 @@ Accepted trees (DESIGN.md "SIPaKMeD on disk"):
   found recursively); a file named ``NNN_MM.ext`` belongs to group ``NNN``, any other
   file is its own group.
 
+A folder holding ``noncell.json`` (the synthetic generator's ``negatives/`` and ``ood/``
+sets of non-cell crops) is never a class, in either layout; it is reported as ignored.
+
 Zero-byte and undecodable images are skipped and counted; a missing folder, a class
 without readable images, or no images at all is a one-line :class:`DataError`.
 """
@@ -29,6 +32,7 @@ from train.errors import DataError
 IMAGE_SUFFIXES = {".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 _CROP_NAME = re.compile(r"^(\d+)_\d+$")
 _MAX_DEPTH = 3  # im_X/im_X/CROPPED sits two levels down; allow one more for a wrapping folder
+NONCELL_MARKER = "noncell.json"  # a folder holding this file holds non-cell crops, never a class
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,12 @@ def _readable(p: Path) -> str | None:
     return None
 
 
+def _subfolders(d: Path) -> list[Path]:
+    """Sub-folders that may hold classes: not hidden, not a set of non-cell crops."""
+    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))
+                  and not (p / NONCELL_MARKER).is_file())
+
+
 def _find_cropped_dirs(root: Path) -> list[Path]:
     """Folders that hold a CROPPED/ sub-folder, searched a few levels down."""
     found: list[Path] = []
@@ -111,7 +121,7 @@ def _find_cropped_dirs(root: Path) -> list[Path]:
     for _ in range(_MAX_DEPTH):
         nxt = []
         for d in frontier:
-            for child in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
+            for child in _subfolders(d):
                 if (child / "CROPPED").is_dir():
                     found.append(child)
                 else:
@@ -159,8 +169,9 @@ def scan_dataset(root: str | Path, *, check_images: bool = True) -> DatasetIndex
                    and not p.name.startswith((".", "__"))]
     else:
         layout = "imagefolder"
-        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
+        for d in _subfolders(root):
             class_dirs.setdefault(canonical_name(d.name) or d.name, []).append(d)
+        ignored = [p for p in sorted(root.iterdir()) if p.is_dir() and (p / NONCELL_MARKER).is_file()]
         if not class_dirs:
             raise DataError(f"no class folders in {root}: expected im_<Class>/CROPPED/*.bmp (SIPaKMeD) "
                             "or one sub-folder of images per class")

@@ -15,12 +15,17 @@ reader, the trainer, the cell finder and the demo run on this instead::
       fields/                             with --fields K: mixed-class slide fields (no CROPPED/)
         field_001.png  field_001_cyt01.dat  field_001_nuc01.dat ...
         truth.json                        per field: every cell's class, box and outline files
+      negatives/                          non-cell crops training may use: debris/, fibre/, background/, blur/, noise/
+      ood/                                non-cell TEST crops of other kinds, another seed: stain_blob/, bubble/,
+                                          out_of_focus/, clump/, black/, white/ (both: --non-cells N per kind)
 
 Crops are cut from the frames (``001_03.bmp`` is cell 3 of frame ``001.bmp`` with a
 margin, neighbours included), so crops that share a prefix form a real group.
 Class frames may also hold a few unlabelled cells of other classes (bystanders)
 and always hold unlabelled debris and inflammatory cells; the fields label every
-cell and list the inflammatory cells as distractors in ``truth.json``.
+cell and list the inflammatory cells as distractors in ``truth.json``. ``negatives/`` and
+``ood/`` (:mod:`train.data.synth_noncells`) each hold a ``noncell.json`` marker: the
+data-set reader never takes them as classes.
 
 The same options and seed give byte-identical files. The tree is built in a
 hidden staging folder inside ``OUT`` and moved into place when complete;
@@ -72,6 +77,7 @@ class SynthOptions:
     seed: int = 0  # same seed and options -> byte-identical files
     difficulty: float = DEFAULT_DIFFICULTY  # 0 = classes barely overlap ... 1 = heavy overlap, more blur/noise
     fields: int = 0  # extra mixed-class slide fields under OUT/fields/
+    non_cells: int = 40  # non-cell crops per kind under OUT/negatives/ and OUT/ood/ (0: none)
     frame_size: tuple[int, int] = (1280, 960)  # (width, height) of frames and fields, pixels
 
     def __post_init__(self) -> None:
@@ -89,6 +95,8 @@ class SynthOptions:
             raise ConfigError(f"--difficulty must be between 0 and 1, got {self.difficulty}")
         if self.fields < 0:
             raise ConfigError(f"--fields must be 0 or more, got {self.fields}")
+        if self.non_cells < 0:
+            raise ConfigError(f"--non-cells must be 0 or more, got {self.non_cells}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be 0 or more, got {self.seed}")
         w, h = self.frame_size
@@ -112,14 +120,17 @@ class SynthSummary:
     frames: dict[str, int]  # class -> cluster frames written
     fields: int  # slide fields written
     field_cells: int  # labelled cells over all fields
+    non_cells: dict[str, int]  # set (negatives, ood) -> non-cell crops written
     seconds: float
     options: dict = field(default_factory=dict)
 
     def line(self) -> str:
         o = self.options
         fields = f" + {self.fields} fields ({self.field_cells} cells)" if self.fields else ""
+        non = (" + non-cell crops: " + ", ".join(f"{n} in {k}/" for k, n in self.non_cells.items())
+               if self.non_cells else "")
         return (f"synth: wrote {sum(self.crops.values())} crops ({len(self.crops)} classes) from "
-                f"{sum(self.frames.values())} frames{fields} to {self.out} "
+                f"{sum(self.frames.values())} frames{fields}{non} to {self.out} "
                 f"(difficulty {o.get('difficulty')}, seed {o.get('seed')}) in {self.seconds:.1f} s")
 
 
@@ -137,7 +148,9 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
 # --- the output folder ---------------------------------------------------------------------
 
 def _ours(name: str) -> bool:
-    return (name == MARKER or name == FIELDS_DIR or name.startswith(STAGING_PREFIX)
+    from train.data.synth_noncells import SETS
+
+    return (name == MARKER or name == FIELDS_DIR or name in SETS or name.startswith(STAGING_PREFIX)
             or name in {f"im_{f}" for f in SIPAKMED_FOLDERS.values()})
 
 
@@ -182,7 +195,7 @@ def _publish(staging: Path, out: Path, meta: dict) -> None:
 
 # --- writing ---------------------------------------------------------------------------------
 
-def _write_image(path: Path, image: np.ndarray) -> None:
+def write_image(path: Path, image: np.ndarray) -> None:
     import cv2
 
     ok, buf = cv2.imencode(path.suffix, image)
@@ -211,36 +224,54 @@ def _write_class(folder: Path, cls: str, ci: int, opts: SynthOptions) -> tuple[i
         by = [others[int(k)] for k in rng.integers(len(others), size=int(rng.poisson(BYSTANDER_RATE)))]
         frame = compose_frame([cls] * n, opts.frame_size, opts.difficulty, rng, bystander_classes=by)
         stem = f"{fi + 1:03d}"
-        _write_image(folder / f"{stem}.bmp", frame.image)
+        write_image(folder / f"{stem}.bmp", frame.image)
         for k, cell in enumerate(frame.cells, start=1):
             cyt, nuc = np.round(cell.shape.cyt, 1), np.round(cell.shape.nuclei[0], 1)
             (folder / f"{stem}_cyt{k:02d}.dat").write_text(format_outline(cyt))
             (folder / f"{stem}_nuc{k:02d}.dat").write_text(format_outline(nuc))
             x0, y0, x1, y1 = _crop_box(cyt, opts.frame_size)
             off = np.array([x0, y0], np.float64)
-            _write_image(crops_dir / f"{stem}_{k:02d}.bmp", frame.image[y0:y1, x0:x1])
+            write_image(crops_dir / f"{stem}_{k:02d}.bmp", frame.image[y0:y1, x0:x1])
             (crops_dir / f"{stem}_{k:02d}_cyt.dat").write_text(format_outline(cyt - off))
             (crops_dir / f"{stem}_{k:02d}_nuc.dat").write_text(format_outline(nuc - off))
             n_crops += 1
     return n_crops, len(counts)
 
 
-def _write_fields(folder: Path, opts: SynthOptions) -> int:
-    from train.data.synth_frames import compose_frame
+def field_capacity(frame_size: tuple[int, int]) -> int:
+    """How many cells of the slide mix (:data:`FIELD_MIX`) a sparse slide field holds at most."""
     from train.data.synth_morphology import mean_area
 
-    folder.mkdir(parents=True)
+    typical = float(np.dot(list(FIELD_MIX.values()), [mean_area(c) for c in FIELD_MIX]))
+    return max(1, int(FIELD_COVERAGE * frame_size[0] * frame_size[1] / typical))
+
+
+def _write_fields(folder: Path, opts: SynthOptions) -> int:
     names, shares = list(FIELD_MIX), np.array(list(FIELD_MIX.values()))
-    typical = float(np.dot(shares, [mean_area(c) for c in names]))
-    fit = max(1, int(FIELD_COVERAGE * opts.frame_size[0] * opts.frame_size[1] / typical))
-    records, n_cells = [], 0
+    fit = field_capacity(opts.frame_size)
+    fields = []
     for k in range(opts.fields):
         rng = _rng(opts.seed, len(SIPAKMED_CLASSES), k)
         n = int(rng.integers(max(1, fit // 2), fit + 1))
-        classes = [names[int(i)] for i in rng.choice(len(names), size=n, p=shares)]
-        frame = compose_frame(classes, opts.frame_size, opts.difficulty, rng)
+        fields.append(([names[int(i)] for i in rng.choice(len(names), size=n, p=shares)], rng))
+    return write_fields(folder, fields, opts.seed, opts.difficulty, opts.frame_size)
+
+
+def write_fields(folder: Path, fields: list[tuple[list[str], np.random.Generator]], seed: int, difficulty: float,
+                 frame_size: tuple[int, int]) -> int:
+    """One slide field per ``(classes, rng)``: exactly those labelled cells, outlines and ``truth.json``.
+
+    Returns the number of labelled cells. ``truth.json`` lists every field's cells (class,
+    box, outline files) and its inflammatory cells (distractors).
+    """
+    from train.data.synth_frames import compose_frame
+
+    folder.mkdir(parents=True)
+    records, n_cells = [], 0
+    for k, (classes, rng) in enumerate(fields):
+        frame = compose_frame(classes, frame_size, difficulty, rng)
         stem = f"field_{k + 1:03d}"
-        _write_image(folder / f"{stem}.png", frame.image)
+        write_image(folder / f"{stem}.png", frame.image)
         cells = []
         for j, cell in enumerate(frame.cells, start=1):
             cyt, nuc = np.round(cell.shape.cyt, 1), np.round(cell.shape.nuclei[0], 1)
@@ -250,14 +281,30 @@ def _write_fields(folder: Path, opts: SynthOptions) -> int:
                           "cyt": f"{stem}_cyt{j:02d}.dat", "nuc": f"{stem}_nuc{j:02d}.dat",
                           "atypical": cell.params.atypical})
         n_cells += len(cells)
-        records.append({"image": f"{stem}.png", "width": opts.frame_size[0], "height": opts.frame_size[1],
+        records.append({"image": f"{stem}.png", "width": frame_size[0], "height": frame_size[1],
                         "cells": cells,
                         "distractors": [{"kind": d.kind, "bbox_xywh": list(d.bbox_xywh)} for d in frame.distractors]})
-    truth = {"generator": GENERATOR, "version": GENERATOR_VERSION, "seed": opts.seed,
-             "difficulty": opts.difficulty, "bbox_format": "x, y, width, height in pixels (x right, y down)",
+    truth = {"generator": GENERATOR, "version": GENERATOR_VERSION, "seed": seed,
+             "difficulty": difficulty, "bbox_format": "x, y, width, height in pixels (x right, y down)",
              "fields": records}
     (folder / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
     return n_cells
+
+
+def write_slide(folder: Path, classes: list[str], seed: int, *, per_field: int | None = None,
+                difficulty: float = DEFAULT_DIFFICULTY, frame_size: tuple[int, int] = (1280, 960)) -> int:
+    """A slide of exactly ``classes`` (one labelled cell each, in a seeded random order) over as many fields
+    as it takes at ``per_field`` cells each (default: 3/4 of a field's capacity); the labelled-cell count.
+
+    The benchmark of slide-level triage (``benchmarks.slide_triage``) builds slides with known
+    abnormal fractions with it.
+    """
+    per_field = per_field or max(1, 3 * field_capacity(frame_size) // 4)
+    order = _rng(seed, len(SIPAKMED_CLASSES) + 1, 0).permutation(len(classes))
+    shuffled = [classes[i] for i in order]
+    chunks = [shuffled[i:i + per_field] for i in range(0, len(shuffled), per_field)]
+    fields = [(chunk, _rng(seed, len(SIPAKMED_CLASSES) + 2, k)) for k, chunk in enumerate(chunks)]
+    return write_fields(folder, fields, seed, difficulty, frame_size)
 
 
 def generate(opts: SynthOptions) -> SynthSummary:
@@ -272,14 +319,27 @@ def generate(opts: SynthOptions) -> SynthSummary:
             folder = staging / f"im_{SIPAKMED_FOLDERS[cls]}"
             crops[cls], frames[cls] = _write_class(folder, cls, ci, opts)
         field_cells = _write_fields(staging / FIELDS_DIR, opts) if opts.fields else 0
+        non_cells = _write_non_cells(staging, opts) if opts.non_cells else {}
         meta = {"generator": GENERATOR, "version": GENERATOR_VERSION,
                 "options": {**asdict(opts), "out": None, "frame_size": list(opts.frame_size)},
-                "crops": crops, "frames": frames, "fields": opts.fields, "field_cells": field_cells}
+                "crops": crops, "frames": frames, "fields": opts.fields, "field_cells": field_cells,
+                "non_cells": non_cells}
         _publish(staging, out, meta)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return SynthSummary(out, crops, frames, opts.fields, field_cells, time.perf_counter() - t0, meta["options"])
+    return SynthSummary(out, crops, frames, opts.fields, field_cells, non_cells, time.perf_counter() - t0,
+                        meta["options"])
+
+
+def _write_non_cells(staging: Path, opts: SynthOptions) -> dict[str, int]:
+    """``negatives/`` (seed) and ``ood/`` (another seed, other kinds); the count per set."""
+    from train.data.synth_noncells import OOD_DIR, OOD_SEED_OFFSET, SETS, write_set
+
+    return {name: write_set(staging / name, name, opts.non_cells,
+                            opts.seed + (OOD_SEED_OFFSET if name == OOD_DIR else 0), opts.difficulty,
+                            GENERATOR, GENERATOR_VERSION)
+            for name in SETS}
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -296,6 +356,9 @@ def build_parser(prog: str = "edge-train synth") -> argparse.ArgumentParser:
                    help=f"0..1, how much the classes overlap (default {d.difficulty})")
     p.add_argument("--fields", type=int, default=d.fields,
                    help=f"mixed-class slide fields to write under OUT/fields (default {d.fields})")
+    p.add_argument("--non-cells", type=int, default=d.non_cells, metavar="N",
+                   help=f"non-cell crops per kind under OUT/negatives (training may use them) and OUT/ood "
+                        f"(a test set of other kinds and another seed); 0: none (default {d.non_cells})")
     p.add_argument("--frame-size", type=_size, default=d.frame_size, metavar="WxH",
                    help="frame size in pixels (default {}x{})".format(*d.frame_size))
     return p
@@ -312,7 +375,8 @@ def _size(text: str) -> tuple[int, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     opts = SynthOptions(out=args.out, per_class=args.per_class, frames=args.frames, seed=args.seed,
-                        difficulty=args.difficulty, fields=args.fields, frame_size=args.frame_size)
+                        difficulty=args.difficulty, fields=args.fields, frame_size=args.frame_size,
+                        non_cells=args.non_cells)
     print(generate(opts).line())
     return 0
 

@@ -115,9 +115,7 @@ def compose_frame(classes: list[str], size: tuple[int, int], difficulty: float,
     placed = [PlacedCell(c, s.translated(*xy), p, i < len(classes))
               for i, (c, s, p, xy) in enumerate(zip(all_classes, shapes, params, centres))]
 
-    palette = sc.Palette.varied(rng, 0.05 + 0.12 * difficulty)
-    haze = 0.025 + 0.012 * sc.smooth_noise((h, w), 48.0, rng)  # faint background stain
-    od = cv2.merge([haze * float(a) for a in palette.cyan])  # H x W x 3 float32, RGB
+    od, palette = blank_slide(size, difficulty, rng)
     area = w * h / (1280 * 960)
     for _ in range(rng.poisson((0.6 + 1.5 * difficulty) * area)):
         sc.draw_mucus(od, rng, palette)
@@ -130,6 +128,22 @@ def compose_frame(classes: list[str], size: tuple[int, int], difficulty: float,
         box = sc.draw_inflammatory(od, rng.uniform([12, 12], [w - 12, h - 12]), palette, rng)
         distractors.append(Distractor("inflammatory", box))
 
+    img = render(od, size, difficulty, rng)
+    return Frame(img, [c for c in placed if c.labelled],
+                 [c for c in placed if not c.labelled], distractors)
+
+
+def blank_slide(size: tuple[int, int], difficulty: float,
+                rng: np.random.Generator) -> tuple[np.ndarray, sc.Palette]:
+    """An empty ``H x W x 3`` absorbance canvas (a faint background stain) and the slide's stain palette."""
+    w, h = size
+    palette = sc.Palette.varied(rng, 0.05 + 0.12 * difficulty)
+    haze = 0.025 + 0.012 * sc.smooth_noise((h, w), 48.0, rng)  # faint background stain
+    return cv2.merge([haze * float(a) for a in palette.cyan]), palette  # float32, RGB
+
+
+def render(od: np.ndarray, size: tuple[int, int], difficulty: float, rng: np.random.Generator) -> np.ndarray:
+    """Absorbance canvas -> the BGR uint8 picture: uneven light, slight defocus, sensor noise (``od`` is consumed)."""
     np.negative(od, out=od)
     np.exp(od, out=od)
     light, lamp = _light(size, difficulty, rng)
@@ -141,6 +155,4 @@ def compose_frame(classes: list[str], size: tuple[int, int], difficulty: float,
     img += noise
     img += np.float32(0.5)  # round to nearest in the cast below
     np.clip(img, 0, 255, out=img)
-    img = cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR)
-    return Frame(img, [c for c in placed if c.labelled],
-                 [c for c in placed if not c.labelled], distractors)
+    return cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR)
