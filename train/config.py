@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.configfile import read_config_file, unknown_key_message
-from edge_app.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
 from train.errors import ConfigError
 from train.models.registry import DEFAULT_EMBEDDING, EMBEDDINGS, get_model_info
 
