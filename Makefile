@@ -15,6 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 help:
 	@echo "make demo   synthetic data -> train -> convert int8 -> edge-app on frames -> bench report (in demo/)"
 	@echo "make test   install everything needed and run the test suite"
+	@echo "make pi-check  the Raspberry Pi path on an emulated Pi 4 / Pi 5, compared with x86 (root; after make test)"
 
 venv: $(STAMP)
 
@@ -36,16 +37,17 @@ test: $(STAMP) browser
 
 # The whole chain on synthetic data, offline. EfficientNet-Lite0 from the ImageNet weights that install with
 # the [train] extra (no download), the hybrid loss at the paper's lambda = 1 on the L2-normalised embedding,
-# 128 px, 6 epochs on 4/5 of the crops; the last line is the held-out accuracy it reached (README: The two
-# commands). Same seed, same machine: the same figure.
+# 128 px, 4 epochs on half of the crops (the recipe measured at 79.0 % held-out in the README's embedding
+# comparison); the last line is the held-out accuracy it reached (README: The two commands).
+# Same seed, same machine, same thread count: the same figure.
 DEMO_RUN   := $(DEMO)/runs/lite0
 DEMO_MODEL := $(DEMO)/models/lite0
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/edge-train synth --out $(DEMO)/data --per-class 200 --frames 8 --fields 6 --seed 0
 	$(BIN)/edge-train synth --out $(DEMO)/heldout --per-class 40 --frames 2 --seed 1
-	$(BIN)/edge-train --data $(DEMO)/data --model efficientnet_lite0 --pretrained --input-size 128 --folds 5 --fold 0 \
-	    --epochs 6 --lr 0.01 --milestones 4 --out $(DEMO_RUN)
+	$(BIN)/edge-train --data $(DEMO)/data --model efficientnet_lite0 --pretrained --input-size 128 --folds 2 --fold 0 \
+	    --epochs 4 --lr 0.01 --out $(DEMO_RUN)
 	$(BIN)/edge-convert $(DEMO_RUN)/fold_0 --int8 --out $(DEMO_MODEL)
 	$(BIN)/edge-app --model $(DEMO_MODEL) --source $(DEMO)/data/fields --slide demo \
 	    --out $(DEMO)/cytoedge-data --save-annotated
@@ -57,6 +59,22 @@ demo: $(STAMP)
 	@echo "demo: runs in $(DEMO_RUN), model in $(DEMO_MODEL), slide store in $(DEMO)/cytoedge-data,"
 	@echo "      bench report $(DEMO)/report.md + $(DEMO)/report.html; browse: $(BIN)/edge-app serve --out $(DEMO)/cytoedge-data"
 	@$(BIN)/python -m benchmarks.demo_summary $(DEMO)/results
+
+# The Raspberry Pi path on an emulated Pi 4 and Pi 5 (qemu-user, Debian bookworm arm64), compared with
+# x86: hardware/pi/check/pi-check.sh. Needs root; the Pi's userland is cached in ~/.cache/cytoedge.
+# PI_CHECK_IF_CACHED=1 (.ci/run): installs nothing, and skips loudly when this checkout's Pi is not cached.
+# An existing x86 venv (VENV=DIR, or the .venv make test built) is used as it is, never reinstalled here.
+.PHONY: pi-check
+pi-check:
+	@test -x $(BIN)/edge-convert || $(MAKE) venv
+	@if command -v qemu-aarch64-static >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 \
+	    && command -v update-binfmts >/dev/null 2>&1; then :; \
+	elif [ -n "$$PI_CHECK_IF_CACHED" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    qemu-user-static binfmt-support debootstrap >/dev/null; \
+	else echo "pi-check needs Debian's qemu-user-static, binfmt-support and debootstrap: run it as root" >&2; exit 1; fi
+	VENV=$(abspath $(VENV)) bash hardware/pi/check/pi-check.sh
 
 constraints:
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^cytoedge' > requirements/constraints.new

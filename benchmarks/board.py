@@ -5,7 +5,10 @@ Jetson from ``/etc/nv_tegra_release``, else the CPU). Throttling silently ruins 
 benchmarks, so the SoC temperature and the throttle state are read before and after
 every run: on a Pi from ``vcgencmd get_throttled`` (the profile's
 ``throttle_command``), elsewhere from ``/sys/class/thermal`` (a zone at or above its
-passive trip point is throttling).
+passive trip point is throttling). The CPU's ISA features that decide which kernels
+XNNPACK can use (AVX2 / AVX-512 VNNI on x86, dot product and i8mm on ARM) are recorded
+with every result, and a run under an emulator (``$CYTOEDGE_EMULATED``) is marked and
+filed apart from the real board's.
 """
 
 from __future__ import annotations
@@ -30,6 +33,54 @@ PI_THROTTLE_BITS = {
 }
 
 
+# CPU features that decide which int8 / fp32 kernels (XNNPACK) a figure could use, per architecture,
+# as /proc/cpuinfo names them ("flags" on x86, "Features" on ARM)
+ISA_FEATURES = {
+    "x86": ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"),
+    "arm": ("asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2"),
+}
+# set by whoever runs bench-device under an emulator (make pi-check: "qemu-user cortex-a72 on x86-64")
+EMULATED_ENV = "CYTOEDGE_EMULATED"
+
+
+def isa_from_cpuinfo(text: str) -> dict[str, bool]:
+    """Which of the kernel-relevant features (:data:`ISA_FEATURES`) the first CPU of a ``/proc/cpuinfo`` text has.
+
+    >>> isa_from_cpuinfo("processor : 0" + chr(10) + "Features : fp asimd evtstrm crc32 asimddp")
+    {'asimd': True, 'asimdhp': False, 'asimddp': True, 'i8mm': False, 'bf16': False, 'sve': False, 'sve2': False}
+    """
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        arch = {"flags": "x86", "features": "arm"}.get(key.strip().lower())
+        if arch:
+            have = set(value.split())
+            return {f: f in have for f in ISA_FEATURES[arch]}
+    return {}
+
+
+def isa_features(root: str | os.PathLike[str] = "/") -> dict[str, bool]:
+    """:func:`isa_from_cpuinfo` of this machine (``{}`` when ``/proc/cpuinfo`` cannot be read)."""
+    try:
+        return isa_from_cpuinfo((Path(root) / "proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return {}
+
+
+def isa_summary(isa: dict[str, bool]) -> str:
+    """The features a CPU has, then those it lacks.
+
+    >>> isa_summary({"asimd": True, "asimddp": False, "i8mm": False})
+    'asimd (no asimddp, i8mm)'
+    >>> isa_summary({})
+    'not recorded'
+    """
+    if not isa:
+        return "not recorded"
+    have = " ".join(f for f, on in isa.items() if on) or "none of " + ", ".join(isa)
+    lack = [f for f, on in isa.items() if not on]
+    return have + (f" (no {', '.join(lack)})" if lack and len(lack) < len(isa) else "")
+
+
 def board_slug(profile: BoardProfile) -> str:
     """A folder name for a board: the profile name, or the detected title for a generic board."""
     text = profile.title if profile.name == "generic" else profile.name
@@ -47,12 +98,19 @@ def _mem_total_bytes(root: Path) -> int:
 
 
 def board_info(profile: BoardProfile, root: str | os.PathLike[str] = "/") -> dict[str, Any]:
-    """Who ran: the profile, what detection read, cores, RAM, OS, Python."""
+    """Who ran: the profile, what detection read, the CPU's ISA features, cores, RAM, OS, Python.
+
+    Under an emulator (``$CYTOEDGE_EMULATED`` says which) the title and folder say so.
+    """
     facts = machine_facts(root)
+    emulated = os.environ.get(EMULATED_ENV, "").strip()
     return {
         "name": profile.name,
-        "title": profile.title,
-        "slug": board_slug(profile),
+        # an emulated run is filed apart from the real board's: its timings say nothing about the board
+        "title": f"{profile.title} (emulated)" if emulated else profile.title,
+        "slug": board_slug(profile) + ("-emulated" if emulated else ""),
+        "emulated": emulated,
+        "isa": isa_features(root),
         "detected": profile.detected,
         "profile": str(profile.path) if profile.path else "",
         "default_threads": profile.threads,

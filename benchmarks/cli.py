@@ -44,6 +44,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timed runs, at least (default: 2)")
     p.add_argument("--min-runs", type=int, default=50, help="timed runs, at least (default: 50)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before one configuration is abandoned (default: 600)")
+    p.add_argument("--no-peak", action="store_true",
+                   help="skip the board's compute peak (one large 1x1 convolution, int8 and fp32) and the roofline")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -84,7 +86,7 @@ def _bench(argv: Sequence[str] | None) -> int:
         threads=parse_ints(a.threads, "--threads"),
         batch=parse_ints(a.batch, "--batch") or [1],
         data=a.data, max_images=a.max_images, frames=a.frames, out=a.out, board=a.board,
-        warmup=a.warmup, min_time=a.min_time, min_runs=a.min_runs, timeout=a.timeout,
+        warmup=a.warmup, min_time=a.min_time, min_runs=a.min_runs, timeout=a.timeout, peak=not a.no_peak,
     )
     say = (lambda s: None) if a.quiet else (lambda s: print(f"bench-device: {s}", file=sys.stderr, flush=True))
     doc = run_suite(opts, progress=say, warn=lambda s: print(f"bench-device: {s}", file=sys.stderr, flush=True))

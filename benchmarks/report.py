@@ -3,7 +3,9 @@
 Per board the newest figure of each configuration wins when runs overlap. The report
 holds: the boards and their environment (throttling warnings included); a view
 shaped like Table 3 of Chen et al. 2022 (params, memory, FLOPs, accuracy) with the
-latency of the fastest thread count at batch 1; plots of latency vs FLOPs, accuracy
+latency of the fastest thread count at batch 1; each board's roofline (its measured
+int8 / fp32 peak and every model's share of it); accuracy and latency per input size
+where one architecture was converted at several sizes, with the Pareto front; plots of latency vs FLOPs, accuracy
 vs latency with each board's Pareto front, and memory per model; and every
 configuration's figures. The Markdown links its PNGs from ``<stem>_files/``; the HTML
 carries the same images inline (base64), so it is one file to mail or archive.
@@ -19,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.board import isa_summary
 from benchmarks.results import load_results
 from benchmarks.table import COST_COLUMNS, SPEED_COLUMNS, cost_rows, per_class_rows, speed_rows
 from edge_app.atomic import atomic_write_bytes, atomic_write_text
@@ -40,6 +43,7 @@ class BoardView:
     environment: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     board_warnings: list[str] = field(default_factory=list)  # --board named another board than the one detected
+    peak: dict[str, Any] = field(default_factory=dict)  # the newest compute peak measured (benchmarks.peak)
 
     def doc(self) -> dict[str, Any]:
         """The merged view in the shape of one result document (for :mod:`benchmarks.table`)."""
@@ -54,6 +58,8 @@ def merge(docs: Iterable[dict[str, Any]]) -> list[BoardView]:
         view.board = doc["board"]
         view.files.append(doc.get("_file", ""))
         view.environment = doc.get("environment", {})
+        if doc.get("peak"):
+            view.peak = doc["peak"]
         for m in doc.get("models", []):
             old = view.models.get(m["name"], {})
             merged = {**old, **m, "artifacts": {**old.get("artifacts", {}), **m.get("artifacts", {})},
@@ -121,6 +127,71 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
         if not front or acc > front[-1][1]:
             front.append((lat, acc))
     return front
+
+
+ROOFLINE_COLUMNS = ("model", "format", "thr", "GMACs", "p50 ms", "GMAC/s", "peak GMAC/s", "% of peak")
+PEAK_COLUMNS = ("precision", "thr", "p50 ms", "GMAC/s (p50)", "GMAC/s (fastest run)")
+
+
+def peak_rows(view: BoardView) -> list[dict[str, str]]:
+    rows = []
+    for dtype in ("int8", "fp32"):
+        per = view.peak.get(dtype) or {}
+        if "error" in per:
+            rows.append({"precision": dtype, "thr": "", "p50 ms": per["error"]})
+            continue
+        for t, v in per.items():
+            rows.append({"precision": dtype, "thr": t, "p50 ms": f"{v['p50_ms']:.3f}",
+                         "GMAC/s (p50)": f"{v['gmacs_per_s']:.1f}", "GMAC/s (fastest run)": f"{v['best_gmacs_per_s']:.1f}"})
+    return rows
+
+
+def roofline_rows(view: BoardView) -> list[dict[str, str]]:
+    """Every batch-1 row with a roofline figure, by model, format and threads."""
+    from benchmarks.peak import roofline
+
+    rows = []
+    for key in sorted(view.rows, key=lambda k: (str(k[0]), str(k[1]), k[2] or 0, k[3] or 0)):
+        r = view.rows[key]
+        if r["status"] != "ok" or r.get("batch") != 1:
+            continue
+        cost = _cost(view, r["model"], r["format"])
+        roof = roofline(r, cost.get("macs"), view.peak) or {}
+        if not roof:
+            continue
+        frac, top = roof.get("fraction_of_peak"), roof.get("peak_gmacs_per_s")
+        rows.append({"model": r["model"], "format": r["format"], "thr": str(r["threads"]),
+                     "GMACs": f"{cost['macs'] / 1e9:.3f}", "p50 ms": f"{r['latency']['p50_ms']:.2f}",
+                     "GMAC/s": f"{roof['gmacs_per_s']:.1f}", "peak GMAC/s": f"{top:.0f}" if top else "",
+                     "% of peak": f"{frac * 100:.1f}" if frac is not None else ""})
+    return rows
+
+
+SIZE_COLUMNS = ("architecture", "input px", "model", "format", "GMACs", "p50 ms", "acc %", "Pareto")
+
+
+def input_size_rows(view: BoardView) -> list[dict[str, str]]:
+    """Architectures measured at several input sizes: accuracy and latency per size, and which sizes are on the
+    Pareto front (no other size of that architecture and format is both faster and more accurate)."""
+    best = best_rows(view)
+    groups: dict[tuple[str, str], list[tuple[int, str, dict[str, Any], float | None]]] = {}
+    for name, m in view.models.items():
+        for fmt in m.get("artifacts", {}):
+            if (name, fmt) in best:
+                groups.setdefault((m.get("architecture", ""), fmt), []).append(
+                    (int(m.get("input_size") or 0), name, best[(name, fmt)], _accuracy(view, name, fmt)))
+    rows = []
+    for (arch, fmt), items in sorted(groups.items()):
+        if len({i[0] for i in items}) < 2:
+            continue
+        front = pareto_front([(r["latency"]["p50_ms"], acc) for _, _, r, acc in items if acc is not None])
+        for size, name, r, acc in sorted(items):
+            cost = _cost(view, name, fmt)
+            rows.append({"architecture": arch, "input px": str(size), "model": name, "format": fmt,
+                         "GMACs": f"{cost['macs'] / 1e9:.3f}" if cost else "",
+                         "p50 ms": f"{r['latency']['p50_ms']:.2f}", "acc %": f"{acc * 100:.1f}" if acc is not None else "",
+                         "Pareto": "yes" if acc is not None and (r["latency"]["p50_ms"], acc) in front else ""})
+    return rows
 
 
 # -- plots ----------------------------------------------------------------------------------
@@ -289,14 +360,16 @@ def _board_rows(views: list[BoardView]) -> list[dict[str, str]]:
         b, env = v.board, v.environment
         runtimes = ", ".join(f"{k} {env[k]}" for k in ("ai-edge-litert", "tflite-runtime", "onnxruntime", "torch")
                              if k in env)
-        rows.append({"board": v.slug, "title": b["title"], "CPU": b.get("cpu_model", ""), "cores": str(b.get("cores", "")),
+        rows.append({"board": v.slug, "title": b["title"], "CPU": b.get("cpu_model", ""),
+                     "ISA features": isa_summary(b.get("isa", {})), "cores": str(b.get("cores", "")),
                      "RAM GB": f"{b.get('ram_bytes', 0) / (1 << 30):.1f}", "OS": b.get("os", ""),
                      "Python": b.get("python", ""), "runtimes": runtimes, "runs": str(len(v.files)),
                      "throttled": "yes" if v.warnings else "no"})
     return rows
 
 
-BOARD_COLUMNS = ("board", "title", "CPU", "cores", "RAM GB", "OS", "Python", "runtimes", "runs", "throttled")
+BOARD_COLUMNS = ("board", "title", "CPU", "ISA features", "cores", "RAM GB", "OS", "Python", "runtimes", "runs",
+                 "throttled")
 
 
 def _sections(views: list[BoardView], images: dict[str, bytes | None]) -> list[tuple[str, str, Any]]:
@@ -313,6 +386,9 @@ def _sections(views: list[BoardView], images: dict[str, bytes | None]) -> list[t
         ("table", "", (BOARD_COLUMNS, _board_rows(views))),
     ]
     for v in views:
+        if v.board.get("emulated"):
+            blocks.append(("warn", f"{v.board['title']}: measured under an emulator ({v.board['emulated']}); its "
+                                   "timings are not board timings, only its costs and accuracy carry over", None))
         for w in v.board_warnings + v.warnings:
             blocks.append(("warn", f"{v.board['title']}: {w}", None))
     for v in views:
@@ -320,6 +396,26 @@ def _sections(views: list[BoardView], images: dict[str, bytes | None]) -> list[t
                    ("p", "Shaped like Table 3 of Chen et al. 2022 (params, memory, FLOPs, accuracy); latency and "
                          "memory of the fastest thread count at batch 1.", None),
                    ("table", "", (TABLE3_COLUMNS, table3_rows(v)))]
+    for v in views:
+        if not v.peak:
+            continue
+        blocks += [("h2", f"Roofline - {v.board['title']}", None),
+                   ("p", "The board's compute roof: one large 1x1 convolution (" +
+                         "x".join(map(str, v.peak.get("shape", []))) + " -> a matrix product XNNPACK runs at its best) "
+                         "timed like the models, int8 and fp32, per thread count; then each model's achieved MACs per "
+                         "second (MACs per image / p50 latency at batch 1) as a share of the peak of its precision "
+                         "at the same thread count. Only the compute roof is measured (no memory-bandwidth roof).",
+                    None),
+                   ("table", "", (PEAK_COLUMNS, peak_rows(v))),
+                   ("table", "", (ROOFLINE_COLUMNS, roofline_rows(v)))]
+    for v in views:
+        sizes = input_size_rows(v)
+        if sizes:
+            blocks += [("h2", f"Input size - {v.board['title']}", None),
+                       ("p", "One architecture converted at several input sizes: accuracy (--data) and latency of the "
+                             "fastest thread count at batch 1. Pareto: no other size of that architecture and format is "
+                             "both faster and more accurate.", None),
+                       ("table", "", (SIZE_COLUMNS, sizes))]
     blocks.append(("h2", "Plots", None))
     captions = {"latency_vs_flops": "Latency vs FLOPs", "accuracy_vs_latency": "Accuracy vs latency (Pareto front per board)",
                 "memory": "Memory per model"}

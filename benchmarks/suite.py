@@ -37,6 +37,7 @@ class BenchOptions:
     min_time: float = 2.0
     min_runs: int = 50
     timeout: float = 600.0
+    peak: bool = True  # measure the board's int8 / fp32 compute peak (benchmarks.peak) for the roofline
 
     def check(self) -> None:
         if not self.models:
@@ -179,11 +180,13 @@ def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
 
     created = datetime.now(timezone.utc).astimezone()
     before = thermal_snapshot(profile)
+    peak = board_peak(threads, opts, progress) if opts.peak else None
     models, rows = [], []
     for plan in plans:
         entry, model_rows = measure_model(plan, opts, threads, data[plan.name] if data else None, frames, progress)
         models.append(entry)
         rows.extend(model_rows)
+    add_roofline(models, rows, peak)
     after = thermal_snapshot(profile)
     return {
         "schema": RESULT_SCHEMA,
@@ -195,9 +198,35 @@ def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
                      "models": [str(m) for m in opts.models], "threads": threads,
                      "data_summary": next(iter(data.values())).summary if data else ""},
         "thermal": {"before": before, "after": after, "warning": throttle_warning(before, after)},
+        "peak": peak,
         "models": models,
         "rows": rows,
     }
+
+
+def board_peak(threads: list[int], opts: BenchOptions, progress: Callable[[str], None]) -> dict[str, Any]:
+    """The board's int8 and fp32 peak (one large 1x1 convolution) at each thread count of the run."""
+    from benchmarks.latency import LatencyOptions
+    from benchmarks.peak import measure_peak
+
+    progress(f"board peak: one 1x1 convolution, int8 and fp32, threads {','.join(map(str, threads))}")
+    lat = LatencyOptions(warmup=min(opts.warmup, 5), min_time=min(opts.min_time, 1.0), min_runs=min(opts.min_runs, 20))
+    peak = measure_peak(threads, lat)
+    for dtype in ("int8", "fp32"):
+        per = peak.get(dtype) or {}
+        progress(f"board peak {dtype}: " + (per["error"] if "error" in per else
+                                             ", ".join(f"{v['gmacs_per_s']:.0f} GMAC/s at {t} thr" for t, v in per.items())))
+    return peak
+
+
+def add_roofline(models: list[dict[str, Any]], rows: list[dict[str, Any]], peak: dict[str, Any] | None) -> None:
+    """Each measured row gets ``roofline``: its achieved GMAC/s and the fraction of the board's peak."""
+    from benchmarks.peak import roofline
+
+    macs = {(m["name"], fmt): (a.get("cost") or {}).get("macs") for m in models for fmt, a in m["artifacts"].items()}
+    for r in rows:
+        if r["status"] == "ok":
+            r["roofline"] = roofline(r, macs.get((r["model"], r["format"])), peak)
 
 
 def measure_model(plan: ModelPlan, opts: BenchOptions, threads: list[int], data: Any, frames: list[Path] | None,

@@ -4,7 +4,8 @@
   file size, activation estimate, accuracy, the abnormal group's sensitivity and
   specificity, and agreement with the fp32 reference (per-class recall / precision beside it);
 * speed: one row per model x format x threads x batch - time to first inference,
-  latency statistics per invocation, throughput, outliers, peak RSS increase.
+  latency statistics per invocation, throughput, achieved GMAC/s and its share of the
+  board's peak at the same thread count (:mod:`benchmarks.peak`), outliers, peak RSS increase.
 
 Failed and skipped configurations get a numbered note with their reason. The
 terminal (rich) and the report (Markdown, HTML) print the same cells.
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.board import isa_summary
+
 MB = 1 << 20
 COST_COLUMNS = ("model", "format", "GMACs", "GFLOPs", "params M", "file MB", "act. MB", "acc %", "F1 %",
                 "abn sens %", "abn spec %", "agree %")
 SPEED_COLUMNS = ("model", "format", "thr", "batch", "first ms", "mean ms", "sd", "p50", "p90", "p99", "img/s",
-                 "outliers", "RSS +MB", "status")
+                 "GMAC/s", "% peak", "outliers", "RSS +MB", "status")
 RIGHT = {"model", "format", "status"}  # left-aligned columns; the rest are numbers
 
 
@@ -84,6 +87,8 @@ def speed_rows(doc: dict[str, Any]) -> tuple[list[dict[str, str]], list[str]]:
             "mean ms": _f(lat.get("mean_ms"), ".2f"), "sd": _f(lat.get("std_ms"), ".2f"),
             "p50": _f(lat.get("p50_ms"), ".2f"), "p90": _f(lat.get("p90_ms"), ".2f"), "p99": _f(lat.get("p99_ms"), ".2f"),
             "img/s": _f(lat.get("throughput_ips"), ".1f"),
+            "GMAC/s": _f((r.get("roofline") or {}).get("gmacs_per_s"), ".1f"),
+            "% peak": _pct((r.get("roofline") or {}).get("fraction_of_peak")),
             "outliers": f"{lat['outliers']}/{lat['runs']}" if lat else "",
             "RSS +MB": _f(mem["rss_peak_increase_bytes"] / MB if mem else None, ".1f"),
             "status": status,
@@ -124,6 +129,16 @@ def print_table(doc: dict[str, Any]) -> None:
                 f"{board['cores']} cores", SPEED_COLUMNS, rows)
     for n in notes:
         print(n)
+    print(f"CPU: {board.get('cpu_model') or board.get('machine', '')}; ISA features: {isa_summary(board.get('isa', {}))}")
+    if board.get("emulated"):
+        print(f"note: run under an emulator ({board['emulated']}): these timings are not board timings")
+    peak = doc.get("peak") or {}
+    for dtype in ("int8", "fp32"):
+        per = peak.get(dtype) or {}
+        if per:
+            print(f"board peak {dtype} (1x1 conv {'x'.join(map(str, peak.get('shape', [])))}): " +
+                  (per["error"] if "error" in per else
+                   ", ".join(f"{v['gmacs_per_s']:.0f} GMAC/s at {t} thr" for t, v in per.items())))
     warning = doc.get("thermal", {}).get("warning")
     if warning:
         print(f"warning: {warning}")

@@ -42,6 +42,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--tflite-input", choices=("pixels", "normalized"), default=d.tflite_input,
                    help="what the TFLite files take: 0..255 pixels with the normalisation inside the model, or "
                         f"normalised floats (default {d.tflite_input})")
+    p.add_argument("--fold", action="store_true",
+                   help="pixels input: fold mean/std into the first convolution instead of a normalisation layer "
+                        "(faster; inexact at the image border: see the validation table)")
     p.add_argument("--fixed-batch", action="store_true",
                    help="TFLite with a fixed batch of 1 (default: batch-dynamic, checked up to --max-batch)")
     p.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N",
@@ -97,7 +100,8 @@ def _keygen(argv: Sequence[str]) -> int:
 
 def options_from_args(args: argparse.Namespace) -> ConvertOptions:
     return ConvertOptions(int8=args.int8, calib_images=args.calib_images, val_data=args.val, max_drop=args.max_drop,
-                          tflite_input=args.tflite_input, dynamic_batch=not args.fixed_batch, max_batch=args.max_batch,
+                          tflite_input=args.tflite_input, fold_normalization=args.fold,
+                          dynamic_batch=not args.fixed_batch, max_batch=args.max_batch,
                           fit_images=args.fit_images, threads=args.threads, keep_work=args.keep_work,
                           open_set_score=args.open_set_score, cell_rejection=args.cell_rejection)
 

@@ -36,6 +36,7 @@ class ConvertOptions:
     val_data: Path | None = None  # validate on this data folder instead of the bundle's validation split
     max_drop: float = 1.0  # accuracy points an artifact may lose against PyTorch before it is rejected
     tflite_input: str = "pixels"  # TFLite input: "pixels" (0..255, normalisation inside) or "normalized"
+    fold_normalization: bool = False  # pixels: fold mean/std into the first convolution instead of a layer (README)
     dynamic_batch: bool = True  # TFLite with a resizable batch, so the device classifies a frame's crops at once
     max_batch: int = 32  # crops per invocation checked at conversion and recorded in the card
     fit_images: int | None = None  # training images for each artifact's open-set score (None: all)
@@ -169,15 +170,18 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
         tfl_src = onnx_path
         if opts.tflite_input != "normalized" or opts.dynamic_batch:
             tfl_src = work / "tflite_source.onnx"
+            module = export_module(net, spec, opts.tflite_input, fold=opts.fold_normalization)
             in_shape = export_onnx(net, spec, tfl_src, space=opts.tflite_input, dynamic_batch=opts.dynamic_batch,
-                                   metadata=cw.onnx_metadata(bundle, source, opts.tflite_input, created))
+                                   metadata=cw.onnx_metadata(bundle, source, opts.tflite_input, created), module=module)
             src_probe = val_crops[:2].astype("float32").transpose(0, 3, 1, 2).copy() \
                 if opts.tflite_input == "pixels" else probe
-            compare_with_torch(export_module(net, spec, opts.tflite_input), tfl_src, src_probe)
-            note.append(f"TFLite source: {opts.tflite_input} input, "
+            compare_with_torch(module, tfl_src, src_probe)
+            normalization = _normalization(opts.tflite_input, module.folded_into)
+            note.append(f"TFLite source: {opts.tflite_input} input ({normalization}), "
                         + ("batch-dynamic" if isinstance(in_shape[0], str) else f"batch {in_shape[0]}"))
         else:
             in_shape = [1, 3, spec.size, spec.size]
+            normalization = _normalization(opts.tflite_input, "")
 
     calibration = None
     if calib_crops is not None:
@@ -251,6 +255,7 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
         "gate": {"max_drop_points": opts.max_drop, "rejected": rejected},
         "batching": batch_info,
         "tflite_input": opts.tflite_input,
+        "normalization": normalization,
         "timings_s": dict(stage.times),
         "options": {k_: (str(v) if isinstance(v, Path) else v) for k_, v in asdict(opts).items()},
     }
@@ -264,6 +269,13 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
         raise AccuracyGateError(f"{'; '.join(rejected)}; the card marks it rejected: calibrate with more images "
                                 "(--calib-images) or deploy tflite-fp32", card)
     return card
+
+
+def _normalization(space: str, folded_into: str) -> str:
+    """How the TFLite files normalise, in words (the card's ``validation.normalization``)."""
+    if space != "pixels":
+        return "before the model (normalized input)"
+    return f"folded into {folded_into}" if folded_into else "a layer before the network"
 
 
 def _litert_runner(path: Path, work: Path, spec: Any, num_classes: int, embedding_dim: int, space: str,

@@ -149,12 +149,20 @@ def run_onnx2tf(onnx_path: Path, work: Path, calibration: Calibration | None = N
     return found
 
 
+PIXEL_RANGE = (0.0, 255.0)  # a pixel input's calibrated range, pinned: int8 scale 1, zero point -128 (pixel - 128)
+
+
 def quantize_int8(saved_model: Path, calibration: Calibration, dest: Path, work: Path) -> Path:
     """Full-integer TFLite from onnx2tf's SavedModel, calibrated once on every image of ``calibration``.
 
-    uint8 input for a pixel model (the crop as it is), int8 for a normalised one; int8
-    outputs. Only built-in int8 kernels are allowed: an op that cannot be quantised is an
-    error here, not a TensorFlow op the device's interpreter cannot run.
+    int8 input and outputs. A pixel model's input range is *pinned* to 0..255 rather than
+    calibrated (calibration would give the largest pixel of the calibration crops, e.g.
+    253 -> scale 0.99216): its input is then the crop's pixel minus 128 (scale 1, zero point
+    -128), which the device writes with one XOR and no arithmetic, and since the input is
+    int8 the graph has no QUANTIZE op before its first layer (a uint8 input would add one,
+    which XNNPACK does not take: it ran outside the delegate, single-threaded). Only
+    built-in int8 kernels are allowed: an op that cannot be quantised is an error here, not
+    a TensorFlow op the device's interpreter cannot run.
     """
     log = work / LOG_FILE
     data = np.load(calibration.path)
@@ -162,6 +170,7 @@ def quantize_int8(saved_model: Path, calibration: Calibration, dest: Path, work:
 
     def run() -> None:
         import tensorflow as tf
+        from tensorflow.lite.python.convert import mlir_quantize
 
         def representative() -> Iterator[dict[str, Any]]:
             for i in range(len(data)):
@@ -171,9 +180,31 @@ def quantize_int8(saved_model: Path, calibration: Calibration, dest: Path, work:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.representative_dataset = representative
-        conv.inference_input_type = tf.uint8 if pixels else tf.int8
+        conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
-        dest.write_bytes(conv.convert())
+        if not pixels:
+            dest.write_bytes(conv.convert())
+            return
+        # what TFLiteConverter does for full integer (calibrate, then the MLIR quantiser), with the
+        # input's recorded range pinned in between (TensorFlow 2.19's own two steps, pinned in constraints)
+        conv._experimental_calibrate_only = True  # noqa: SLF001 - the documented-in-source two-step path
+        calibrated = pin_input_range(conv.convert(), *PIXEL_RANGE)
+        dest.write_bytes(mlir_quantize(calibrated, input_data_type=tf.int8, output_data_type=tf.int8))
 
     _guarded("int8-quantize", work, log, run)
     return dest
+
+
+def pin_input_range(calibrated: bytes, lo: float, hi: float) -> bytes:
+    """A calibrated model (min/max recorded per tensor) with its single input's range set to ``[lo, hi]``."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    graph = model.subgraphs[0]
+    if len(graph.inputs) != 1:
+        raise StageError("int8-quantize", f"the model has {len(graph.inputs)} inputs; one pixel input was expected")
+    q = graph.tensors[graph.inputs[0]].quantization
+    if q is None or q.min is None or q.max is None:
+        raise StageError("int8-quantize", "calibration recorded no range for the model's input")
+    q.min, q.max = [float(lo)], [float(hi)]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

@@ -1,5 +1,9 @@
 """The on-device loop: source -> cell finder -> classifier -> store (-> display).
 
+The steps run in three threads (:mod:`edge_app.pipeline`): a reader decodes and searches frame
+n+1 while the main thread classifies frame n and a writer stores frame n-1 (crops fsynced, then
+the frame's transaction), in source order.
+
 :func:`run` is the Python API behind ``edge-app``. It builds the classifier first (a
 bad, tampered, unsafe or unsigned model stops here), opens the store and the source,
 cleans up after an interrupted earlier run (:mod:`edge_app.leftovers`), learns which
@@ -33,6 +37,7 @@ from edge_app.finder import Detection, FinderConfig, crops_of, find_cells
 from edge_app.preprocess import as_bgr_uint8
 from edge_app.imagefile import DEFAULT_MAX_PIXELS
 from edge_app.leftovers import WriterLock, after_interrupted_runs
+from edge_app.pipeline import InOrderWriter, Prefetcher
 from edge_app.resume import CommittedFrames, start_slide
 from edge_app.sources import CameraSettings, Frame, FrameSource, open_source
 from edge_app.store import CellResult, Store, check_slide_id
@@ -261,82 +266,170 @@ def _skip_committed(frame: Frame, summary: RunSummary) -> None:
     log.warning("skipped %s: the same frame as %s, which this slide already holds", frame.name, frame.committed_as)
 
 
-def _loop(opts: AppOptions, source: FrameSource, clf: Classifier, store: Store, display: Display,
-          summary: RunSummary, stopper: _Stopper, on_frame: Callable[[dict[str, Any]], None] | None,
-          committed: CommittedFrames) -> None:
-    start = last_log = time.perf_counter()
-    fps = 0.0
-    seq = store.next_seq(summary.slide)
-    frames = iter(source)
-    while True:
+@dataclass
+class _Work:
+    """One frame from the reader thread: what the source gave, and for a frame to classify, its cells."""
+
+    frame: Frame
+    image: np.ndarray | None = None
+    converted: str = ""
+    why: str = ""  # why a readable frame is skipped (check_frame)
+    dets: list[Detection] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
+    t: dict[str, float] = field(default_factory=dict)  # ms per stage
+
+
+class _FrameLoop:
+    """The loop's three steps, each run by one thread (:mod:`edge_app.pipeline`): :meth:`prepare` (reader:
+    decode, check, find, cut), :meth:`classify` (main thread), :meth:`commit` (writer: crops, store, log)."""
+
+    def __init__(self, opts: AppOptions, source: FrameSource, clf: Classifier, store: Store, display: Display,
+                 summary: RunSummary, stopper: _Stopper, on_frame: Callable[[dict[str, Any]], None] | None,
+                 committed: CommittedFrames) -> None:
+        self.opts, self.source, self.clf, self.store, self.display = opts, source, clf, store, display
+        self.summary, self.stopper, self.on_frame, self.committed = summary, stopper, on_frame, committed
+        self.start = self.last_commit = self.last_log = time.perf_counter()
+        self.fps = 0.0
+        self.seq = store.next_seq(summary.slide)
+
+    # -- reader thread ---------------------------------------------------------------------------
+    def read(self) -> Iterator[_Work]:
+        """The source's frames, each timed from the moment it was asked for."""
+        frames = iter(self.source)
+        while True:
+            t0 = time.perf_counter()
+            frame = next(frames, None)
+            if frame is None:
+                return
+            yield _Work(frame, t={"read": (time.perf_counter() - t0) * 1e3})
+
+    def prepare(self, w: _Work) -> _Work:
+        f = w.frame
+        if f.committed_as is not None or f.image is None:
+            return w
         t0 = time.perf_counter()
-        frame = stopper.next_frame(frames)
-        if frame is None:
-            break
-        summary.frames_read += 1
-        if frame.committed_as is not None:
-            _skip_committed(frame, summary)
-            continue
-        if frame.image is None:
-            summary.skipped[frame.problem] += 1
-            log.warning("skipped %s: %s", frame.name, frame.error)
-            continue
-        image, converted, why = check_frame(frame.image, opts.min_frame_side, opts.max_frame_side,
-                                            opts.max_frame_pixels)
-        if image is None:
-            summary.skipped[why.split(" (")[0]] += 1
-            log.warning("skipped frame %s: %s", frame.name, why)
-            continue
-        if converted:
-            summary.converted[converted] += 1
-        t = {"read": (time.perf_counter() - t0) * 1e3}
+        w.image, w.converted, w.why = check_frame(f.image, self.opts.min_frame_side, self.opts.max_frame_side,
+                                                  self.opts.max_frame_pixels)
+        if w.image is None:
+            return w
+        self.committed.add(f.key, f.name)  # now, so that a copy later in the source is known as one
         t1 = time.perf_counter()
-        dets: list[Detection] = find_cells(image, opts.finder)
-        crops = crops_of(image, dets)
-        t2 = time.perf_counter()
-        preds = clf.classify(crops)
+        w.dets = find_cells(w.image, self.opts.finder)
+        w.crops = crops_of(w.image, w.dets)
+        w.t.update(read=w.t["read"] + (t1 - t0) * 1e3, find=(time.perf_counter() - t1) * 1e3)
+        return w
+
+    # -- main thread -----------------------------------------------------------------------------
+    def run(self, reader: Iterator[_Work], writer: InOrderWriter) -> None:
+        opts, summary, stopper = self.opts, self.summary, self.stopper
+        submitted = 0
+        while True:
+            t0 = time.perf_counter()
+            w = stopper.next_frame(reader)
+            if w is None:
+                break
+            summary.frames_read += 1
+            if w.frame.committed_as is not None or w.image is None:
+                writer.submit(lambda w=w: self.skip(w))
+                continue
+            if w.converted:
+                summary.converted[w.converted] += 1
+            t2 = time.perf_counter()
+            preds = self.clf.classify(w.crops)
+            w.t["classify"] = (time.perf_counter() - t2) * 1e3
+            seq, self.seq = self.seq, self.seq + 1
+            writer.submit(lambda w=w, preds=preds, seq=seq: self.commit(w, preds, seq))
+            submitted += 1
+            if self.display.active:
+                self.show(w, preds, seq)
+            if stopper.reason:
+                summary.stopped_by = stopper.reason
+                break
+            if opts.max_frames is not None and submitted >= opts.max_frames:
+                summary.stopped_by = f"--max-frames {opts.max_frames}"
+                break
+            if opts.max_fps:  # a signal calls source.stop(), which ends this wait at once
+                self.source._stop.wait(max(0.0, 1.0 / opts.max_fps - (time.perf_counter() - t0)))
+        if stopper.reason:
+            summary.stopped_by = stopper.reason
+
+    def show(self, w: _Work, preds: list[Prediction], seq: int) -> None:
+        t4 = time.perf_counter()
+        status = status_line(self.fps, {k: w.t[k] for k in ("find", "classify")}, len(preds), seq + 1)
+        ann = annotate(w.image, [d.box for d in w.dets], [_label(p) for p in preds],
+                       [p.group for p in preds], status)
+        if not self.display.update(ann, f"{seq:06d}"):
+            self.stopper.reason = self.stopper.reason or "quit key"
+        w.t["display"] = (time.perf_counter() - t4) * 1e3
+
+    # -- writer thread ---------------------------------------------------------------------------
+    def skip(self, w: _Work) -> None:
+        """A frame that is not classified, counted and said in source order."""
+        f, summary = w.frame, self.summary
+        if f.committed_as is not None:
+            _skip_committed(f, summary)
+        elif f.image is None:
+            summary.skipped[f.problem] += 1
+            log.warning("skipped %s: %s", f.name, f.error)
+        else:
+            summary.skipped[w.why.split(" (")[0]] += 1
+            log.warning("skipped frame %s: %s", f.name, w.why)
+
+    def commit(self, w: _Work, preds: list[Prediction], seq: int) -> None:
+        """Store the frame (its crops fsynced first, then one transaction), then say so."""
+        summary, f, t = self.summary, w.frame, w.t
         t3 = time.perf_counter()
         cells = [CellResult(d.box, p.class_name, p.group, p.confidence, p.score, p.unknown)
-                 for d, p in zip(dets, preds)]
-        t.update(find=(t2 - t1) * 1e3, classify=(t3 - t2) * 1e3)
-        store.add_frame(summary.slide, summary.run_id, name=frame.name, size=(image.shape[1], image.shape[0]),
-                        cells=cells, crops=crops, timings=t, seq=seq, key=frame.key)
-        committed.add(frame.key, frame.name)
-        t["store"] = (time.perf_counter() - t3) * 1e3
-        seq += 1
+                 for d, p in zip(w.dets, preds)]
+        self.store.add_frame(summary.slide, summary.run_id, name=f.name, size=(w.image.shape[1], w.image.shape[0]),
+                             cells=cells, crops=w.crops, timings=t, seq=seq, key=f.key)
+        now = time.perf_counter()
+        t["store"] = (now - t3) * 1e3
         summary.frames_done += 1
         summary.cells += len(cells)
         summary.per_group.update(c.group for c in cells)
-        frame_s = time.perf_counter() - t0
-        fps = 1.0 / frame_s if fps == 0.0 else 0.8 * fps + 0.2 / max(frame_s, 1e-6)
-        shown = {k: t[k] for k in ("find", "classify", "store")}
-        status = status_line(fps, shown, len(cells), summary.frames_done)
-        if display.active:
-            t4 = time.perf_counter()
-            ann = annotate(image, [c.box for c in cells], [_label(p) for p in preds], [c.group for c in cells], status)
-            if not display.update(ann, f"{seq - 1:06d}"):
-                stopper.reason = stopper.reason or "quit key"
-            t["display"] = (time.perf_counter() - t4) * 1e3
+        frame_s, self.last_commit = now - self.last_commit, now
+        self.fps = 1.0 / max(frame_s, 1e-6) if self.fps == 0.0 else 0.8 * self.fps + 0.2 / max(frame_s, 1e-6)
+        status = status_line(self.fps, {k: t[k] for k in ("find", "classify", "store")}, len(cells), seq + 1)
         for k, v in t.items():
             summary.stage_ms[k] += v
-        if on_frame is not None:  # the web view keeps a reference to image: it is not reused after this
-            on_frame({"seq": seq - 1, "name": frame.name, "cells": cells, "status": status, "timings": t,
-                      "slide": summary.slide, "image": image, "labels": [_label(p) for p in preds], "fps": fps})
-        now = time.perf_counter()
-        if not source.live or now - last_log >= 2.0:
+        if self.on_frame is not None:  # the web view keeps a reference to image: it is not reused after this
+            self.on_frame({"seq": seq, "name": f.name, "cells": cells, "status": status, "timings": t,
+                           "slide": summary.slide, "image": w.image, "labels": [_label(p) for p in preds],
+                           "fps": self.fps})
+        if not self.source.live or now - self.last_log >= 2.0:
             groups = Counter(c.group for c in cells)
-            log.info("%s: %s | %s", frame.name, ", ".join(f"{g} {n}" for g, n in sorted(groups.items())) or "no cells",
+            log.info("%s: %s | %s", f.name, ", ".join(f"{g} {n}" for g, n in sorted(groups.items())) or "no cells",
                      status)
-            last_log = now
-        summary.seconds = now - start
-        if stopper.reason:
-            summary.stopped_by = stopper.reason
-            break
-        if opts.max_frames is not None and summary.frames_done >= opts.max_frames:
-            summary.stopped_by = f"--max-frames {opts.max_frames}"
-            break
-        if opts.max_fps:  # a signal calls source.stop(), which ends this wait at once
-            source._stop.wait(max(0.0, 1.0 / opts.max_fps - (time.perf_counter() - t0)))
-    summary.seconds = time.perf_counter() - start
-    if stopper.reason:
-        summary.stopped_by = stopper.reason
+            self.last_log = now
+        summary.seconds = now - self.start
+
+
+def _loop(opts: AppOptions, source: FrameSource, clf: Classifier, store: Store, display: Display,
+          summary: RunSummary, stopper: _Stopper, on_frame: Callable[[dict[str, Any]], None] | None,
+          committed: CommittedFrames) -> None:
+    """Frames through the three threads (:mod:`edge_app.pipeline`) until the source ends or a stop.
+
+    A second signal (KeyboardInterrupt) drops the frames not yet stored (the one being committed
+    finishes: a frame commits whole or not at all); any other end stores every classified frame first.
+    """
+    loop = _FrameLoop(opts, source, clf, store, display, summary, stopper, on_frame, committed)
+    reader = Prefetcher(loop.read(), loop.prepare)
+    writer = InOrderWriter(depth=2)
+    try:
+        loop.run(reader, writer)
+    except BaseException as exc:
+        source.stop()  # the reader's source ends at its next frame
+        reader.close()
+        try:
+            writer.close(drain=not isinstance(exc, KeyboardInterrupt))
+        except Exception as err:  # noqa: BLE001 - the first error is the one raised
+            if err is not exc:
+                log.warning("while stopping, a classified frame could not be stored: %s", err)
+        raise
+    else:
+        source.stop()
+        reader.close()
+        writer.close()
+    finally:
+        summary.seconds = time.perf_counter() - loop.start

@@ -30,6 +30,15 @@ class SourceError(CytoEdgeError):
     """A frame source cannot be opened or stopped delivering for good."""
 
 
+class CameraUnavailableError(SourceError):
+    """A live camera cannot be opened, or delivered nothing for its give-up time: a state of the
+    hardware that may pass (a cable reseated, a camera another program held). Exit status 75
+    (sysexits' EX_TEMPFAIL), apart from a user's mistake (2), so that the systemd unit starts the
+    app again after this one and never after a bad setting (``RestartPreventExitStatus=2``)."""
+
+    exit_code = 75
+
+
 class StoreError(CytoEdgeError):
     """The result store cannot be opened or written."""
 

@@ -122,6 +122,86 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec, *, channel_order: str = 
     return normalize_crop(img, spec) if normalize else img.astype(np.float32)
 
 
+def resize_into(image: np.ndarray, spec: PreprocessSpec, out: np.ndarray) -> None:
+    """:func:`resize_center_crop` of a uint8 ``HxWx3`` image written into ``out`` (``size x size x 3`` uint8).
+
+    Bit-identical to :func:`resize_center_crop`; the common case (a square crop, ``resize ==
+    size``) is one ``cv2.resize`` straight into ``out``, with no intermediate image. Channels stay
+    in the image's own order (resizing treats them independently, so swapping before or after is
+    the same).
+
+    >>> out = np.zeros((32, 32, 3), np.uint8)
+    >>> resize_into(np.full((50, 70, 3), 7, np.uint8), PreprocessSpec(32, 40), out)
+    >>> int(out.min()), int(out.max())
+    (7, 7)
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = spec.resize / min(h, w)
+    nh, nw = max(spec.resize, round(h * scale)), max(spec.resize, round(w * scale))
+    if (nh, nw) != (spec.size, spec.size):  # a centre crop remains: resize, then copy the centre
+        np.copyto(out, resize_center_crop(image, spec))
+    elif (h, w) == (nh, nw):
+        np.copyto(out, image)
+    else:
+        cv2.resize(image, (nw, nh), dst=out, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
+
+
+def is_offset_pixels(q: Quantization) -> bool:
+    """int8 input that is the pixel minus 128 (scale 1, zero point -128): ``q = pixel XOR 0x80``, no arithmetic."""
+    return q.dtype == "int8" and q.scale == 1.0 and q.zero_point == -128
+
+
+def pixels_to_input(pixels: np.ndarray, spec: PreprocessSpec, space: str, quant: Quantization,
+                    out: np.ndarray, *, channel_order: str = "BGR") -> None:
+    """Resized crops (uint8 ``N x size x size x 3`` in ``channel_order``) -> the artifact's input, into ``out``.
+
+    Writes exactly what ``quantize(preprocess(crop, spec, normalize=space != "pixels"), quant)``
+    gives for each crop, a whole batch per call: the channel swap is one ``cv2.cvtColor`` over
+    the batch, an int8 pixel input (:func:`is_offset_pixels`) is then ``pixel XOR 0x80`` in
+    place (= pixel - 128 read as int8), a uint8 pixel input of scale 1 is the pixel itself;
+    anything else goes through the float steps.
+
+    >>> px = np.array([[[[0, 128, 255]]]], np.uint8)
+    >>> out = np.zeros((1, 1, 1, 3), np.int8)
+    >>> pixels_to_input(px, PreprocessSpec(8, 8), "pixels", Quantization(1.0, -128, "int8"), out)
+    >>> out.tolist()  # RGB order: the BGR pixel reversed, minus 128
+    [[[[127, 0, -128]]]]
+    """
+    swap = channel_order != spec.channel_order
+    if space == "pixels" and is_offset_pixels(quant) and out.dtype == np.int8:
+        u8 = out.view(np.uint8)
+        _in_model_order(pixels, swap, u8)
+        np.bitwise_xor(u8, np.uint8(0x80), out=u8)
+    elif space == "pixels" and quant.dtype == "uint8" and quant.scale == 1.0 and quant.zero_point == 0 \
+            and out.dtype == np.uint8:
+        _in_model_order(pixels, swap, out)
+    else:
+        x = _in_model_order(pixels, swap, np.empty(pixels.shape, np.uint8)).astype(np.float32)
+        if space != "pixels":
+            x *= 1.0 / 255.0
+            x -= np.asarray(spec.mean, np.float32)
+            x /= np.asarray(spec.std, np.float32)
+        np.copyto(out, quantize(x, quant), casting="unsafe")
+
+
+def _in_model_order(pixels: np.ndarray, swap: bool, out: np.ndarray) -> np.ndarray:
+    """``pixels`` copied into ``out`` (contiguous, same shape), red and blue swapped when ``swap``."""
+    import cv2
+
+    if not swap:
+        np.copyto(out, pixels)
+        return out
+    side = pixels.shape[-2]
+    src = np.ascontiguousarray(pixels).reshape(-1, side, 3)  # the batch as one tall image: one call
+    dst = out.reshape(-1, side, 3)
+    if not np.shares_memory(dst, out):
+        raise ValueError("pixels_to_input needs a contiguous output array")
+    cv2.cvtColor(src, cv2.COLOR_BGR2RGB, dst=dst)
+    return out
+
+
 def normalize_crop(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """The last step alone: an already resized and cropped uint8 image -> normalised float32."""
     x = img.astype(np.float32)
@@ -179,5 +259,6 @@ def dequantize(x: np.ndarray, q: Quantization) -> np.ndarray:
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "PreprocessSpec", "Quantization", "as_bgr_uint8",
-    "dequantize", "normalize_crop", "preprocess", "preprocess_batch", "quantize", "resize_center_crop",
+    "dequantize", "is_offset_pixels", "normalize_crop", "pixels_to_input", "preprocess", "preprocess_batch",
+    "quantize", "resize_center_crop", "resize_into",
 ]

@@ -17,7 +17,8 @@ stable ``key`` (:mod:`edge_app.resume`); a frame the slide already holds comes o
 ``committed_as`` set and is not decoded. Live cameras use latest-frame semantics: a grabber thread keeps only
 the newest frame, so a slow consumer drops frames instead of lagging behind. A
 camera that stops delivering is reopened with exponential back-off; after
-``give_up_after`` seconds without a frame the source raises :class:`SourceError`.
+``give_up_after`` seconds without a frame the source raises :class:`CameraUnavailableError`
+(exit status 75: the systemd unit restarts the app after it).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge_app.errors import SourceError
+from edge_app.errors import CameraUnavailableError, SourceError
 from edge_app.imagefile import DEFAULT_MAX_PIXELS, UNREADABLE, NativeStderr, read_frame_file
 from edge_app.resume import video_fingerprint, video_key
 
@@ -218,8 +219,10 @@ class CameraSource(FrameSource):
             return self._opener()
         except Exception as exc:  # a backend may raise anything; the message is what matters
             self._last_error = " ".join(str(exc).split()) or type(exc).__name__
+            if first and isinstance(exc, SourceError):  # a set-up problem (picamera2 not installed): exit 2
+                raise
             if first:
-                raise SourceError(f"cannot open camera {self.description}: {self._last_error}") from None
+                raise CameraUnavailableError(f"cannot open camera {self.description}: {self._last_error}") from None
             return None
 
     def _grab(self) -> None:
@@ -248,7 +251,7 @@ class CameraSource(FrameSource):
                 if time.monotonic() - last_ok > self.give_up_after:
                     why = f" (last error: {self._last_error})" if self._last_error else ""
                     with self._cond:
-                        self._fatal = SourceError(
+                        self._fatal = CameraUnavailableError(
                             f"camera {self.description} delivered no frame for {self.give_up_after:g} s after "
                             f"{self.stats['reopened']} reopen(s){why}: check its cable and power, or raise "
                             "--camera-timeout")

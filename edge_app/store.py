@@ -225,7 +225,9 @@ class Store:
             raise StoreError(f"no store at {self.db_path}: run edge-app first, or pass the folder it wrote with --out")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.db_path, timeout=10.0, isolation_level=None)
+            # check_same_thread=False: edge-app's writer thread commits frames while the main thread
+            # classifies; one thread at a time uses the connection (edge_app.pipeline)
+            self.conn = sqlite3.connect(self.db_path, timeout=10.0, isolation_level=None, check_same_thread=False)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")

@@ -24,9 +24,11 @@ case "$(uname -m)" in
     *) echo "setup: this is $(uname -m); LiteRT wheels need 64-bit Raspberry Pi OS (aarch64)" >&2; exit 1 ;;
 esac
 
-echo "setup: apt packages (python3-picamera2, python3-venv)"
+# libgl1, libglib2.0-0: opencv-python's wheel loads libGL.so.1 and GLib from the system, and Raspberry
+# Pi OS Lite (no desktop) has no libGL: without it 'import cv2' fails (found by make pi-check).
+echo "setup: apt packages (python3-picamera2, python3-venv, libgl1, libglib2.0-0)"
 sudo apt-get update -qq
-sudo apt-get install -y --no-install-recommends python3-picamera2 python3-venv
+sudo apt-get install -y --no-install-recommends python3-picamera2 python3-venv libgl1 libglib2.0-0
 
 echo "setup: venv $VENV (with system site packages, for picamera2)"
 "$PY" -m venv --system-site-packages "$VENV"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.board import board_info, board_slug, parse_pi_throttled, thermal_snapshot, throttle_warning
+from benchmarks.board import (EMULATED_ENV, board_info, board_slug, isa_summary, parse_pi_throttled, thermal_snapshot,
+                              throttle_warning)
 from edge_app.boards import detect_board, load_profile
+
+PI_CPUINFO = Path(__file__).resolve().parents[2] / "hardware/pi/check/cpuinfo"  # what make pi-check mounts
 
 
 def _fake_pi(root: Path, model: str = "Raspberry Pi 5 Model B Rev 1.0", temp_mc: int = 52300) -> Path:
@@ -71,3 +74,35 @@ def test_x86_cpu_is_named_by_model_name_not_the_numeric_model_line(tmp_path):
     prof = detect_board(tmp_path, machine="x86_64")
     assert prof.name == "x86-workstation"
     assert board_info(prof, tmp_path)["cpu_model"] == "AMD EPYC 7B13"
+
+
+def test_isa_features_that_pick_the_kernels_are_recorded_per_architecture(tmp_path, monkeypatch):
+    monkeypatch.delenv(EMULATED_ENV, raising=False)
+    x86 = tmp_path / "x86"
+    (x86 / "proc").mkdir(parents=True)
+    (x86 / "proc/cpuinfo").write_text("processor\t: 0\nmodel name\t: Some Xeon\n"
+                                      "flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512_vnni\n")
+    isa = board_info(load_profile("x86-workstation"), x86)["isa"]
+    assert isa["avx2"] and isa["avx512_vnni"] and not isa["amx_int8"] and "asimddp" not in isa
+
+    # the Cortex-A72 (Pi 4) has no dot-product instructions, the Cortex-A76 (Pi 5) has; neither has i8mm
+    for cpu, board, dot in (("cortex-a72", "rpi4", False), ("cortex-a76", "rpi5", True)):
+        root = tmp_path / cpu
+        (root / "proc").mkdir(parents=True)
+        (root / "proc/cpuinfo").write_text((PI_CPUINFO / cpu).read_text())
+        isa = board_info(load_profile(board), root)["isa"]
+        assert isa["asimd"] and isa["asimddp"] is dot and not isa["i8mm"] and "avx2" not in isa
+    assert isa_summary(isa).startswith("asimd asimdhp asimddp (no i8mm")
+    assert board_info(load_profile("rpi4"), tmp_path / "nothing")["isa"] == {}
+
+
+def test_an_emulated_run_is_marked_and_filed_apart_from_the_board(tmp_path, monkeypatch):
+    root = _fake_pi(tmp_path)
+    prof = detect_board(root, machine="aarch64")
+    monkeypatch.delenv(EMULATED_ENV, raising=False)
+    real = board_info(prof, root)
+    monkeypatch.setenv(EMULATED_ENV, "qemu-user cortex-a76 on x86-64")
+    emulated = board_info(prof, root)
+    assert real["slug"] == "rpi5" and real["emulated"] == "" and "emulated" not in real["title"]
+    assert emulated["slug"] == "rpi5-emulated" and emulated["title"].endswith("(emulated)")
+    assert emulated["emulated"] == "qemu-user cortex-a76 on x86-64"

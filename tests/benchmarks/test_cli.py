@@ -139,6 +139,14 @@ def test_a_run_measures_every_format_and_writes_one_result_file(bench_results, s
     assert {a["n"] for a in acc.values()} == {30} and acc["torch"]["reference"] == "torch"
     assert acc["torch"]["agreement"] == 1.0 and acc["onnx"]["agreement"] >= 0.95
     assert acc["tflite-fp32"]["accuracy"] == pytest.approx(acc["torch"]["accuracy"], abs=0.07)
+    # the board's peak (one 1x1 convolution) and each row's share of it at the same thread count
+    for dtype in ("int8", "fp32"):
+        (t, v), = doc["peak"][dtype].items()
+        assert int(t) == rows[f"tflite-{dtype}"]["threads"] and v["gmacs_per_s"] > 0
+    roof = rows["tflite-int8"]["roofline"]
+    assert roof["gmacs_per_s"] == pytest.approx(arts["tflite-int8"]["cost"]["macs"] / rows["tflite-int8"]["latency"]
+                                                ["p50_ms"] / 1e6, rel=1e-3)
+    assert 0 < roof["fraction_of_peak"] == pytest.approx(roof["gmacs_per_s"] / roof["peak_gmacs_per_s"], rel=1e-3)
     e2e = model["end_to_end"]
     n_fields = len(list((synth_tree / "fields").glob("*.png")))
     for fmt in ("tflite-int8", "tflite-fp32"):
@@ -179,7 +187,8 @@ def test_report_merges_boards_into_markdown_and_self_contained_html(bench_result
     assert rc == 0 and "report:" in capsys.readouterr().out
     md = (tmp_path / "report.md").read_text()
     page = (tmp_path / "report.html").read_text()
-    for title in ("Raspberry Pi 5", "Table 3 view", "Latency vs FLOPs", "Pareto front", "Memory per model"):
+    for title in ("Raspberry Pi 5", "Table 3 view", "Latency vs FLOPs", "Pareto front", "Memory per model",
+                  "Roofline", "% of peak"):
         assert title in md and title in page
     pngs = sorted((tmp_path / "report_files").glob("*.png"))
     assert [p.stem for p in pngs] == ["accuracy_vs_latency", "latency_vs_flops", "memory"]
@@ -187,6 +196,26 @@ def test_report_merges_boards_into_markdown_and_self_contained_html(bench_result
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"report_files/{p.name}" in md
         assert base64.b64encode(p.read_bytes()).decode()[:200] in page  # the same image, inline
     assert "src='http" not in page and 'src="http' not in page and "report_files/" not in page
+
+
+def test_report_shows_isa_features_and_marks_an_emulated_board(bench_results, tmp_path, capsys):
+    from benchmarks.board import isa_features, isa_summary
+
+    results = _copy(bench_results, tmp_path / "results")
+    x86 = next(p for p in results.iterdir() if p.name != "rpi5")
+    assert _doc(x86)["board"]["isa"] == isa_features()  # this machine's, recorded by the real run
+    (path,) = (results / "rpi5").glob("*.json")
+    doc = json.loads(path.read_text())
+    doc["board"].update(slug="rpi5-emulated", title="Raspberry Pi 5 Model B (emulated)",
+                        emulated="qemu-user cortex-a76 on x86-64",
+                        isa={"asimd": True, "asimddp": True, "i8mm": False})
+    path.write_text(json.dumps(doc))
+    assert main(["report", str(results), "-o", str(tmp_path / "report.md")]) == 0
+    capsys.readouterr()
+    md = (tmp_path / "report.md").read_text()
+    assert "| ISA features |" in md and "asimd asimddp (no i8mm)" in md
+    assert isa_summary(isa_features()) in md
+    assert "measured under an emulator (qemu-user cortex-a76 on x86-64)" in md and "not board timings" in md
 
 
 def test_report_refuses_an_empty_folder_and_a_foreign_json(tmp_path, capsys):
@@ -235,6 +264,7 @@ def test_a_board_with_only_the_edge_dependencies_runs_the_tflite_rows(bench_mode
     assert status["torch"][0] == "skipped" and "torch" in status["torch"][1]
     (model,) = doc["models"]
     assert model["artifacts"]["tflite-int8"]["cost"]["macs"] > 0  # counted from the flatbuffer, no torch or onnx
+    assert doc["peak"]["int8"]["1"]["gmacs_per_s"] > 0  # the peak model is built without TensorFlow
     assert model["torch_cost"] is None
 
 

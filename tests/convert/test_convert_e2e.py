@@ -89,7 +89,9 @@ def test_tflite_artifacts_run_in_litert_as_the_card_describes(converted):
     fp32 = card.artifacts["tflite-fp32"]
     int8 = card.artifacts["tflite-int8"]
     assert fp32.input.dtype == "float32" and fp32.input.layout == "NHWC" and fp32.input.space == "pixels"
-    assert int8.input.dtype == "uint8" and int8.input.quant.is_quantized and int8.input.space == "pixels"
+    # int8 pixel input, scale pinned: the device writes pixel - 128 (README "int8 input")
+    assert int8.input.dtype == "int8" and int8.input.space == "pixels"
+    assert (int8.input.quant.scale, int8.input.quant.zero_point) == (1.0, -128)
     assert int8.input.shape[1:] == [card.preprocessing.size, card.preprocessing.size, 3]
     assert int8.input.shape[0] == -1 and int8.max_batch == 8  # batch-dynamic, checked at conversion
     for fmt, entry in (("tflite-fp32", fp32), ("tflite-int8", int8)):
@@ -228,3 +230,25 @@ def test_tampered_artifact_is_detected(converted, tmp_path):
     with pytest.raises(ArtifactIntegrityError, match="does not match its model card"):
         card.verify_artifact("tflite-int8")
     card.verify_artifact("tflite-fp32")  # the others are untouched
+
+
+def test_int8_graph_runs_whole_in_xnnpack_with_no_quantize_op(converted):
+    """The int8 file's op list has no QUANTIZE / DEQUANTIZE, its first op is the normalisation layer, and LiteRT
+    hands the whole graph to XNNPACK as one partition: the single DELEGATE node takes the graph's input and
+    gives its outputs, nothing runs beside it."""
+    from benchmarks.flops import load_tflite_graph
+
+    card = load_card(converted.out)
+    path = card.verify_artifact("tflite-int8")
+    ops = [op["op_name"] for op in load_tflite_graph(path)[0]]  # the model's own ops, no delegate
+    assert "QUANTIZE" not in ops and "DEQUANTIZE" not in ops
+    assert ops[0] == "DEPTHWISE_CONV_2D" and card.validation["normalization"] == "a layer before the network"
+    it = _litert(card, "tflite-int8")
+    w = it._interpreter
+    nodes = [w.NodeName(i) for i in range(w.NumNodes())]
+    assert nodes.count("DELEGATE") == 1
+    d = nodes.index("DELEGATE")
+    produced = {t for i in range(w.NumNodes()) if i != d for t in w.NodeOutputs(i)}
+    assert not set(w.NodeInputs(d)) & produced  # no op outside the delegate feeds it
+    assert set(w.OutputIndices()) <= set(w.NodeOutputs(d))  # the delegate gives every output
+    assert set(w.InputIndices()) <= set(w.NodeInputs(d))

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.errors import SourceError
+from edge_app.errors import CameraUnavailableError, SourceError
 from edge_app.sources import CameraSettings, CameraSource, FileListSource, VideoFileSource, open_source
 
 
@@ -135,18 +135,19 @@ def test_camera_that_never_comes_back_gives_up_with_a_clear_message():
 
     src = CameraSource(opener, "cam:7", give_up_after=0.4, backoff=(0.02, 0.1))
     t0 = time.monotonic()
-    with pytest.raises(SourceError, match=r"camera cam:7 delivered no frame for 0.4 s.*no such device"):
+    with pytest.raises(CameraUnavailableError, match=r"camera cam:7 delivered no frame for 0.4 s.*no such device") as got:
         with src:
             for _ in src:
                 pass
     assert 0.3 < time.monotonic() - t0 < 5.0 and state["opened"] > 2
+    assert got.value.exit_code == 75  # a hardware state that may pass: the systemd unit restarts after it
 
 
 def test_camera_that_cannot_open_fails_at_once():
     def opener():
         raise OSError("permission denied")
 
-    with pytest.raises(SourceError, match="cannot open camera cam:3: permission denied"):
+    with pytest.raises(CameraUnavailableError, match="cannot open camera cam:3: permission denied"):
         CameraSource(opener, "cam:3")
 
 
@@ -199,8 +200,9 @@ def test_picam_without_picamera2_says_how_to_install(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "picamera2", None)
-    with pytest.raises(SourceError, match="apt install python3-picamera2"):
+    with pytest.raises(SourceError, match="apt install python3-picamera2") as got:
         open_source("picam")
+    assert type(got.value) is SourceError and got.value.exit_code == 2  # set-up, not the camera: no restart
 
 
 def test_gstreamer_source_needs_an_opencv_with_gstreamer(monkeypatch):
