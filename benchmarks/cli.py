@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_app.clitools import run_cli
+from edge_app.configfile import add_config_option, parse_args
 from edge_app.errors import CytoEdgeError
 from edge_app.formats import FORMATS, parse_formats
 
@@ -25,6 +26,7 @@ REPORT_EPILOG = "Merge result files into one report: bench-device report results
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench-device", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=REPORT_EPILOG)
+    add_config_option(p)
     p.add_argument("models", nargs="+", type=Path, metavar="MODEL_DIR", help="folders written by edge-convert")
     p.add_argument("--formats", default=None,
                    help=f"comma-separated, from {','.join(FORMATS)} (default: every format in the model card)")
@@ -52,6 +54,7 @@ def get_report_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench-device report",
                                 description="Merge bench-device result files (any boards) into one Markdown and one "
                                             "self-contained HTML report with plots.")
+    add_config_option(p)
     p.add_argument("results", nargs="+", type=Path, metavar="RESULTS", help="result files or folders (searched recursively)")
     p.add_argument("-o", "--output", type=Path, default=Path("report.md"),
                    help="Markdown file to write; the HTML goes beside it (default: report.md)")
@@ -76,7 +79,7 @@ def _bench(argv: Sequence[str] | None) -> int:
     from benchmarks.suite import BenchOptions, run_suite
     from benchmarks.table import print_table
 
-    a = get_parser().parse_args(argv)
+    a = parse_args(get_parser(), list(argv or []), sections=("report",))
     opts = BenchOptions(
         models=a.models,
         formats=[f.name for f in parse_formats(a.formats)] if a.formats is not None else None,
@@ -86,7 +89,7 @@ def _bench(argv: Sequence[str] | None) -> int:
         warmup=a.warmup, min_time=a.min_time, min_runs=a.min_runs, timeout=a.timeout, peak=not a.no_peak,
     )
     say = (lambda s: None) if a.quiet else (lambda s: print(f"bench-device: {s}", file=sys.stderr, flush=True))
-    doc = run_suite(opts, progress=say)
+    doc = run_suite(opts, progress=say, warn=lambda s: print(f"bench-device: {s}", file=sys.stderr, flush=True))
     path = write_result(doc, opts.out)
     print_table(doc)
     print(f"results: {path}")
@@ -100,7 +103,7 @@ def _bench(argv: Sequence[str] | None) -> int:
 def _report(argv: Sequence[str]) -> int:
     from benchmarks.report import build_report
 
-    a = get_report_parser().parse_args(argv)
+    a = parse_args(get_report_parser(), argv, section="report")
     md, html = build_report(a.results, a.output)
     print(f"report: {md} and {html}")
     return 0

@@ -42,6 +42,7 @@ class BoardView:
     rows: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    board_warnings: list[str] = field(default_factory=list)  # --board named another board than the one detected
     peak: dict[str, Any] = field(default_factory=dict)  # the newest compute peak measured (benchmarks.peak)
 
     def doc(self) -> dict[str, Any]:
@@ -69,6 +70,9 @@ def merge(docs: Iterable[dict[str, Any]]) -> list[BoardView]:
         warning = doc.get("thermal", {}).get("warning")
         if warning:
             view.warnings.append(f"{doc.get('created', '')}: {warning}")
+        mismatch = doc.get("board_check", {}).get("warning")
+        if mismatch:
+            view.board_warnings.append(f"{doc.get('created', '')}: {mismatch}")
     return list(views.values())
 
 
@@ -385,7 +389,7 @@ def _sections(views: list[BoardView], images: dict[str, bytes | None]) -> list[t
         if v.board.get("emulated"):
             blocks.append(("warn", f"{v.board['title']}: measured under an emulator ({v.board['emulated']}); its "
                                    "timings are not board timings, only its costs and accuracy carry over", None))
-        for w in v.warnings:
+        for w in v.board_warnings + v.warnings:
             blocks.append(("warn", f"{v.board['title']}: {w}", None))
     for v in views:
         blocks += [("h2", f"Table 3 view - {v.board['title']}", None),

@@ -157,15 +157,22 @@ def torch_reference_cost(card: ModelCard) -> dict[str, Any] | None:
     return count_torch(model, card.preprocessing.size).to_dict()
 
 
-def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Measure everything ``opts`` asks for; returns the result document (not yet written)."""
+def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: None,
+              warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure everything ``opts`` asks for; returns the result document (not yet written).
+
+    ``warn`` (default: ``progress``) hears what must not pass unnoticed, e.g. a ``--board`` that is not this machine.
+    """
     from benchmarks.board import board_info, thermal_snapshot, throttle_warning
     from benchmarks.results import RESULT_SCHEMA
     from benchmarks.runtimes import runtime_versions
-    from edge_app.boards import resolve_board
+    from edge_app.boards import board_check, resolve_board
 
     opts.check()
     profile = resolve_board(opts.board)
+    checked = board_check(profile)
+    if checked["warning"]:
+        (warn or progress)(f"warning: {checked['warning']}")
     threads = opts.threads or [profile.threads]
     plans = plan_models(opts)  # every check that can refuse the run happens before anything is measured
     data = _load_data(opts, plans)
@@ -185,6 +192,7 @@ def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
         "schema": RESULT_SCHEMA,
         "created": created.isoformat(timespec="seconds"),
         "board": board_info(profile),
+        "board_check": checked,
         "environment": runtime_versions(),
         "settings": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "models"},
                      "models": [str(m) for m in opts.models], "threads": threads,

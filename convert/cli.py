@@ -20,6 +20,7 @@ from convert.calibration import DEFAULT_CALIB_IMAGES, MIN_CALIB_IMAGES
 from convert.errors import AccuracyGateError
 from convert.pipeline import ConvertOptions, convert_bundle  # light: heavy imports happen inside convert_bundle
 from edge_app.clitools import run_cli
+from edge_app.configfile import add_config_option, parse_args
 from edge_app.rejection import SCORES
 
 
@@ -27,6 +28,7 @@ def get_parser() -> argparse.ArgumentParser:
     d = ConvertOptions()  # the defaults live in the dataclass only; the help text reads them from there
     p = argparse.ArgumentParser(prog="edge-convert", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_option(p)
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help="a fold folder written by edge-train (bundle.json, weights.pt, split.json)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="model folder to write (created if missing)")
     p.add_argument("--int8", action="store_true", help="also write model_int8.tflite: full-integer, calibrated on training images")
@@ -108,7 +110,7 @@ def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("sign", "keygen"):
         return (_sign if argv[0] == "sign" else _keygen)(argv[1:])
-    args = get_parser().parse_args(argv)
+    args = parse_args(get_parser(), argv)
     if args.sign is not None:
         from edge_app.signing import load_private_key
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from edge_app.boards import BoardProfile, resolve_board
+from edge_app.boards import BoardProfile, board_check, resolve_board
 from edge_app.classifier import Classifier, Prediction
 from edge_app.display import Display, annotate, status_line
 from edge_app.errors import CytoEdgeError
@@ -198,6 +198,9 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
     """
     slide = check_slide_id(opts.slide or default_slide_id())
     board = resolve_board(opts.board)
+    checked = board_check(board)
+    if checked["warning"]:
+        log.warning("warning: %s", checked["warning"])
     threads = opts.threads if opts.threads is not None else board.threads
     if threads < 1:
         raise CytoEdgeError(f"--threads must be >= 1, got {threads}")
@@ -227,7 +230,8 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
                 slide, source=source.description, model=clf.card.architecture, model_sha256=clf.entry.sha256,
                 fmt=clf.format, board=board.name, threads=threads,
                 settings={"min_confidence": opts.min_confidence, "save_crops": opts.save_crops,
-                          "finder": asdict(opts.finder), "rescan": opts.rescan, "temperature": clf.temperature,
+                          "finder": asdict(opts.finder), "rescan": opts.rescan, "board_check": checked,
+                          "temperature": clf.temperature,
                           "open_set": {"score": clf.open_set.score, "threshold": clf.threshold}})
             display = Display(opts.show, opts.out / "annotated" / slide if opts.save_annotated else None)
             stopper = _Stopper(source)

@@ -155,27 +155,68 @@ def machine_facts(root: str | os.PathLike[str] = "/") -> dict[str, str]:
     }
 
 
+DETECT_KEYS = ("device_tree_model", "nv_tegra_release", "machine")  # most specific first
+
+
+def _facts(root: str | os.PathLike[str], machine: str | None) -> dict[str, str]:
+    facts = machine_facts(root)
+    if machine is not None:
+        facts["machine"] = machine
+    return facts
+
+
+def _detected_by(prof: BoardProfile, facts: dict[str, str], keys: tuple[str, ...] = DETECT_KEYS) -> str:
+    """``"key: text"`` when one of the profile's detection patterns matches these machine facts, else ``""``."""
+    for key in keys:
+        text = facts.get(key, "")
+        if text and any(pattern.lower() in text.lower() for pattern in prof.detect.get(key, ())):
+            return f"{key}: {text}"
+    return ""
+
+
 def detect_board(root: str | os.PathLike[str] = "/", machine: str | None = None) -> BoardProfile:
     """The profile of the board this runs on (``root`` and ``machine`` let tests fake a board).
 
     Device-tree model first (most specific), then the Jetson L4T release, then the
     machine type; a board nothing matches gets a generic profile built from its CPU.
     """
-    facts = machine_facts(root)
-    if machine is not None:
-        facts["machine"] = machine
+    facts = _facts(root, machine)
     profiles = [load_profile(n) for n in list_profiles()]
-    for key in ("device_tree_model", "nv_tegra_release", "machine"):
-        text = facts.get(key, "")
-        if not text:
-            continue
+    for key in DETECT_KEYS:
         for prof in profiles:
-            for pattern in prof.detect.get(key, ()):
-                if pattern.lower() in text.lower():
-                    return replace(prof, detected=f"{key}: {text}")
+            found = _detected_by(prof, facts, (key,))
+            if found:
+                return replace(prof, detected=found)
     title = facts["device_tree_model"] or facts["cpu_model"] or facts["machine"] or "unknown board"
     return BoardProfile(name="generic", title=title, arch=facts["machine"], cores=os.cpu_count() or 1,
                         default_threads=0, detected=f"no profile matched ({title})")
+
+
+def board_check(profile: BoardProfile, root: str | os.PathLike[str] = "/",
+                machine: str | None = None) -> dict[str, Any]:
+    """Does a board named with ``--board`` match the machine this runs on? Both, and a warning when not.
+
+    A named profile matches when one of its detection patterns matches this machine (or,
+    for a profile without patterns, when its ``arch`` is this machine's type). Results of a
+    run on another machine would otherwise be filed under the named board's name unnoticed.
+    """
+    detected = profile if profile.detected else detect_board(root, machine)
+    record = {"named": "" if profile.detected else profile.name, "named_title": "" if profile.detected else profile.title,
+              "detected": detected.name, "detected_title": detected.title, "detected_by": detected.detected,
+              "matches": True, "warning": ""}
+    if profile.detected or profile.name == detected.name:
+        return record
+    facts = _facts(root, machine)
+    if profile.detect:
+        matches = bool(_detected_by(profile, facts))
+    else:  # a hand-written profile without detection patterns: all we can compare is the CPU architecture
+        matches = not profile.arch or not facts.get("machine") or profile.arch == facts["machine"]
+    if not matches:
+        record["matches"] = False
+        record["warning"] = (f"--board {profile.name} ({profile.title}) does not match this machine, detected as "
+                             f"{detected.name} ({detected.detected}): results are filed under {profile.name} as if "
+                             f"measured there; drop --board to use the detected board")
+    return record
 
 
 def resolve_board(board: str | None) -> BoardProfile:

@@ -8,6 +8,7 @@
     edge-app export-reviews --out cytoedge-data --to reviewed/   # reviewed crops for edge-train --data
     edge-app classify --model models/shufflenet crops/ 'more/*.png' [--json FILE] [--csv FILE]   # crops, no finder
     edge-app store check --out cytoedge-data            # integrity check; 'store recover' salvages a damaged file
+    edge-app --config /etc/cytoedge/edge-app.toml       # options from a file (hardware/systemd/edge-app.toml)
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_app.clitools import run_cli
+from edge_app.clitools import fraction_arg, run_cli
+from edge_app.configfile import add_config_option, parse_args
 from edge_app.errors import CytoEdgeError
 
 if TYPE_CHECKING:
@@ -38,6 +40,11 @@ def _positive_float(text: str) -> float:
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return v
+
+
+def _percent(share: float) -> str:
+    """``0.02`` -> ``2%%`` (escaped for argparse's help formatting)."""
+    return f"{share:.0%}".replace("%", "%%")
 
 
 def _pixels(text: str) -> int:
@@ -71,6 +78,7 @@ def get_parser() -> argparse.ArgumentParser:
                "'edge-app classify --model DIR PATH...' (single-cell crops, no finder).\n"
                "'edge-app store check|recover' (a damaged store).\n"
                "A screening aid, not a diagnosis.")
+    add_config_option(p)
     p.add_argument("--model", type=Path, required=True, help="model folder written by edge-convert (model_card.json)")
     p.add_argument("--source", default="",
                    help="folder or glob of images, an image or video file, cam:N, /dev/videoN, gst:PIPELINE or "
@@ -134,16 +142,19 @@ def get_report_parser() -> argparse.ArgumentParser:
 
     r = TriageRule()
     p = argparse.ArgumentParser(prog="edge-app report", description="The slide report (a screening aid, not a diagnosis).")
+    add_config_option(p)
     p.add_argument("--slide", required=True, help="slide ID")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="store folder (default: %(default)s)")
     p.add_argument("--format", choices=REPORT_FORMATS, default="md", help="report format (default: %(default)s)")
     p.add_argument("-o", "--output", type=Path, help="write the report to this file (default: print it)")
     p.add_argument("--refer-abnormal-cells", type=int, default=r.min_abnormal_cells,
                    help="refer when at least this many cells are abnormal (default: %(default)s)")
-    p.add_argument("--refer-abnormal-fraction", type=float, default=r.abnormal_fraction,
-                   help="... or when this share of the cells is abnormal (default: %(default)s)")
-    p.add_argument("--refer-unknown-fraction", type=float, default=r.unknown_fraction,
-                   help="refer when more than this share is unclassifiable (default: %(default)s)")
+    p.add_argument("--refer-abnormal-fraction", type=fraction_arg, default=r.abnormal_fraction, metavar="SHARE",
+                   help="... or when this share of the cells is abnormal: a fraction (0.02) or a percentage (2%%) "
+                        f"(default: {_percent(r.abnormal_fraction)})")
+    p.add_argument("--refer-unknown-fraction", type=fraction_arg, default=r.unknown_fraction, metavar="SHARE",
+                   help="refer when more than this share is unclassifiable: a fraction or a percentage "
+                        f"(default: {_percent(r.unknown_fraction)})")
     p.add_argument("--min-cells", type=int, default=r.min_cells,
                    help="fewer cells than this: insufficient (default: %(default)s)")
     p.add_argument("--review-limit", type=int, default=100, help="crops listed for review (default: %(default)s)")
@@ -165,6 +176,7 @@ def _add_store_option(p: argparse.ArgumentParser) -> None:
 def get_serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-app serve",
                                 description="The web view of a store without capturing: slides, reports, review queue.")
+    add_config_option(p)
     _add_store_option(p)
     _add_web_options(p)
     return p
@@ -174,6 +186,7 @@ def get_export_reviews_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-app export-reviews",
                                 description="Write the reviewed crops as an ImageFolder tree (one folder per class) "
                                             "that 'edge-train --data DIR' reads.")
+    add_config_option(p)
     _add_store_option(p)
     p.add_argument("--to", type=Path, required=True,
                    help="folder to write (new, empty, or an earlier export, which is replaced)")
@@ -227,7 +240,7 @@ def _run(argv: Sequence[str]) -> int:
     from edge_app.app import AppOptions, run
     from edge_app.finder import FinderConfig
 
-    a = get_parser().parse_args(argv)
+    a = parse_args(get_parser(), argv, sections=SUBCOMMANDS)
     logging.basicConfig(format="edge-app: %(message)s", level=logging.WARNING if a.quiet else logging.INFO,
                         stream=sys.stderr)
     try:
@@ -293,7 +306,7 @@ def _run_with_web(a: argparse.Namespace, opts: "AppOptions") -> int:
 def _serve(argv: Sequence[str]) -> int:
     from edge_app.store import DB_FILE
 
-    a = get_serve_parser().parse_args(argv)
+    a = parse_args(get_serve_parser(), argv, section="serve")
     if not (a.out / DB_FILE).is_file():
         raise CytoEdgeError(f"no store at {a.out / DB_FILE}: run edge-app first, or pass the folder it wrote with --out")
     with _web_server(a) as web:
@@ -306,7 +319,7 @@ def _export_reviews(argv: Sequence[str]) -> int:
     from edge_app.store import Store
     from edge_app.web.reviews import export_imagefolder
 
-    a = get_export_reviews_parser().parse_args(argv)
+    a = parse_args(get_export_reviews_parser(), argv, section="export-reviews")
     with Store(a.out, create=False) as store:
         res = export_imagefolder(store, a.to)
     classes = ", ".join(f"{k} {v}" for k, v in sorted(res.per_class.items()))
@@ -322,7 +335,7 @@ def _report(argv: Sequence[str]) -> int:
     from edge_app.report import TriageRule, build_report, render
     from edge_app.store import Store
 
-    a = get_report_parser().parse_args(argv)
+    a = parse_args(get_report_parser(), argv, section="report")
     rule = TriageRule(a.refer_abnormal_cells, a.refer_abnormal_fraction, a.refer_unknown_fraction, a.min_cells)
     with Store(a.out, create=False) as store:
         text = render(build_report(store, a.slide, rule, a.review_limit), a.format)
@@ -397,7 +410,8 @@ def _boards(argv: Sequence[str]) -> int:
     print(f"profiles in {boards_dir()}:")
     for name in list_profiles():
         p = load_profile(name)
-        print(f"  {name:18s} {p.title} ({p.cores} cores, {p.threads} threads, {p.interpreter}, camera {p.camera.source[:40]})")
+        print(f"  {name:18s} {p.title} ({p.cores} cores, {p.threads} threads, {p.interpreter})")
+        print(f"  {'':18s} camera {p.camera.width}x{p.camera.height} at {p.camera.fps} fps: {p.camera.source}")
     d = detect_board()
     print(f"this machine: {d.name} - {d.title} ({d.detected})")
     return 0

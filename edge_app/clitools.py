@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Sequence
 
@@ -24,3 +25,13 @@ def run_cli(prog: str, main: Callable[[Sequence[str] | None], int | None],
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     return int(rc or 0)
+
+
+def fraction_arg(text: str) -> float:
+    """argparse type for a share: ``0.02`` or ``2%`` (see :func:`edge_app.report.parse_fraction`)."""
+    from edge_app.report import parse_fraction
+
+    try:
+        return parse_fraction(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -43,7 +43,29 @@ class TriageRule:
             raise CytoEdgeError("triage rule: --refer-abnormal-cells must be >= 1 and --min-cells >= 0")
         for name in ("abnormal_fraction", "unknown_fraction"):
             if not 0.0 < getattr(self, name) <= 1.0:
-                raise CytoEdgeError(f"triage rule: {name.replace('_', ' ')} must be in (0, 1], got {getattr(self, name)}")
+                raise CytoEdgeError(f"triage rule: {name.replace('_', ' ')} must be a share of the cells in (0, 1], "
+                                    f"got {getattr(self, name):g}: write a fraction such as 0.02 or a percentage "
+                                    "such as 2%")
+
+
+def parse_fraction(text: str) -> float:
+    """A share written as a fraction or a percentage: ``"0.02"`` and ``"2%"`` are both 0.02 (the range is checked
+    where the share is used).
+
+    >>> parse_fraction("2%"), parse_fraction("0.02"), parse_fraction("12.5 %")
+    (0.02, 0.02, 0.125)
+    >>> parse_fraction("two")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a fraction or a percentage: 'two' (write e.g. 0.02 or 2%)
+    """
+    t = text.strip()
+    percent = t.endswith("%")
+    try:
+        v = float(t[:-1].strip() if percent else t)
+    except ValueError:
+        raise ValueError(f"not a fraction or a percentage: {text!r} (write e.g. 0.02 or 2%)") from None
+    return round(v / 100.0, 12) if percent else v
 
 
 def triage(counts: SlideCounts, rule: TriageRule) -> tuple[str, list[str]]:
@@ -106,7 +128,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
     pct = (lambda k: f"{k / n:.1%}") if n else (lambda k: "-")
     lines = [f"# Slide {rep['slide']}", "", f"> **{rep['disclaimer']}**", "",
              f"**Triage: {rep['triage']['verdict']}** - " + "; ".join(rep["triage"]["reasons"]), "",
-             f"{rep['frames']} frames, {n} cells, abnormal fraction {rep['abnormal_fraction']:.1%}. "
+             f"{rep['frames']} frames, {n} cells, abnormal fraction {pct(rep['per_group'].get(ABNORMAL, 0))}. "
              f"Report generated {rep['generated']}.", "",
              "| clinical group | cells | share |", "| --- | ---: | ---: |"]
     lines += [f"| {g} | {k} | {pct(k)} |" for g, k in rep["per_group"].items()]

@@ -3,11 +3,13 @@
   edge-train synth --out data/synth                    write a synthetic SIPaKMeD-shaped tree
   edge-train --data data/synth --model shufflenet_v2_x1_0 --folds 5 --out runs/shufflenet
   edge-train --resume --out runs/shufflenet            continue a killed run
+  edge-train tune --data data/synth --trials 20 --out runs/tune   hyper-parameter search (edge-train tune --help)
   torchrun --nproc-per-node 4 -m train.cli --data ...  several GPUs (DistributedDataParallel)
 
 Defaults are the paper's recipe (SGD momentum 0.9, weight decay 0.005, lr 1e-4 x0.1 at
 epochs 30 and 60, 100 epochs, batch 16, 5 folds); every value can also come from
---config FILE (TOML or JSON with the same keys, underscores instead of dashes).
+--config FILE (TOML or JSON with the same keys, underscores instead of dashes; a switch as its
+setting, e.g. groups = false for --no-groups).
 """
 
 from __future__ import annotations
@@ -18,7 +20,29 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from edge_app.clitools import run_cli
-from train.config import TrainConfig, load_config_file, resolve_config
+from train.config import TrainConfig, list_item_type, load_config_file, resolve_config
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    """One option per :class:`TrainConfig` field (its help, flag and default come from the field)."""
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        meta, default = f.metadata, getattr(defaults, f.name)
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            # a switch: "--no-groups" turns a default-on feature off, "--pretrained" a default-off one on;
+            # its help says what the switch does and what happens without it
+            help_ = meta.get("flag_help") or f"{meta.get('help', '')} (default: {'on' if default else 'off'})"
+            p.add_argument(flag, dest=f.name, action="store_const", const=not default, default=None, help=help_)
+            continue
+        shown = meta.get("default_text") or (default if default != "" else "none")
+        help_ = f"{meta.get('help', '')} ({shown if shown == 'required' else f'default: {shown}'})"
+        if isinstance(default, list):
+            item = list_item_type(f.name)
+            p.add_argument(flag, dest=f.name, type=item, nargs=meta.get("nargs", "+"), default=None,
+                           metavar="N" if item is int else "X", help=help_)
+        else:
+            p.add_argument(flag, dest=f.name, type=type(default), default=None, help=help_)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -27,18 +51,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="TOML or JSON file of options (command-line values win)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--list-models", action="store_true", help="list the registered architectures and exit")
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        meta, default = f.metadata, getattr(defaults, f.name)
-        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
-        help_ = f"{meta.get('help', '')} (default: {default})"
-        if isinstance(default, bool):
-            # flags that switch a default-on feature off ("--no-groups") or a default-off one on
-            p.add_argument(flag, dest=f.name, action="store_const", const=not default, default=None, help=help_)
-        elif isinstance(default, list):
-            p.add_argument(flag, dest=f.name, type=int, nargs="+", default=None, metavar="N", help=help_)
-        else:
-            p.add_argument(flag, dest=f.name, type=type(default), default=None, help=help_)
+    add_config_options(p)
     return p
 
 
@@ -64,6 +77,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from train.data.synth import main as synth_main
 
         return synth_main(argv[1:])
+    if argv and argv[0] == "tune":
+        from train.tune_cli import main as tune_main
+
+        return tune_main(argv[1:])
     args = get_parser().parse_args(argv)
     if args.list_models:
         from train.models import get_model_info, list_models

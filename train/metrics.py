@@ -79,3 +79,32 @@ def mean_std(per_fold: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         vals = np.array([m[key] for m in per_fold], dtype=float)
         out[key] = {"mean": float(vals.mean()), "std": float(vals.std())}
     return out
+
+
+def abnormal_sensitivity_at_specificity(y_true: np.ndarray, probs: np.ndarray, class_names: list[str],
+                                        specificity: float = 0.95) -> float:
+    """Share of abnormal-group cells found when at most ``1 - specificity`` of the other cells are flagged.
+
+    The screening view: a cell's abnormal score is the summed probability of the abnormal
+    group's classes (:mod:`edge_app.classes`: koilocytotic, dyskeratotic); the threshold is the
+    one on the ROC curve with the highest sensitivity whose specificity is still at least
+    ``specificity``.
+
+    >>> names = ["superficial_intermediate", "parabasal", "metaplastic", "koilocytotic", "dyskeratotic"]
+    >>> p = np.array([[.9, 0, 0, .1, 0], [.6, 0, 0, .4, 0], [0, 0, .3, .7, 0], [0, 0, 0, .5, .5]])
+    >>> abnormal_sensitivity_at_specificity(np.array([0, 2, 3, 4]), p, names, 0.95)
+    1.0
+    >>> abnormal_sensitivity_at_specificity(np.array([0, 3, 2, 4]), p, names, 0.95)
+    0.5
+    """
+    from sklearn.metrics import roc_curve
+
+    from edge_app.classes import ABNORMAL, group_of
+
+    abnormal = [k for k, c in enumerate(class_names) if group_of(c) == ABNORMAL]
+    positive = np.isin(np.asarray(y_true), abnormal)
+    if not abnormal or positive.all() or not positive.any():
+        raise ValueError("sensitivity at a fixed specificity needs abnormal-group cells (koilocytotic, dyskeratotic) "
+                         "and other cells among the validation images")
+    fpr, tpr, _ = roc_curve(positive, np.asarray(probs)[:, abnormal].sum(axis=1))
+    return float(tpr[fpr <= 1.0 - specificity + 1e-12].max())

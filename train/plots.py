@@ -9,7 +9,15 @@ from typing import Any
 from edge_app.atomic import atomic_write_bytes
 
 
-def _save(fig: Any, path: Path) -> None:
+def use_agg() -> None:
+    """Draw without a display (servers, CI, a training job under nohup)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """A figure -> PNG, written atomically, and the figure closed."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -19,9 +27,7 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def plot_confusion(cm: list[list[int]], class_names: list[str], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    use_agg()
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -37,13 +43,11 @@ def plot_confusion(cm: list[list[int]], class_names: list[str], path: Path, titl
         for j in range(m.shape[1]):
             ax.text(j, i, str(m[i, j]), ha="center", va="center",
                     color="white" if m[i, j] > m.max() / 2 else "black")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    use_agg()
     import matplotlib.pyplot as plt
 
     ep = [h["epoch"] + 1 for h in history]
@@ -62,4 +66,4 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None
     b.set_ylim(0, 1)
     b.legend()
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)

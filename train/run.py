@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from train.config import TrainConfig
 from train.data.sipakmed import DatasetIndex, scan_dataset
 from train.errors import ConfigError
 from train.metrics import METRIC_KEYS, mean_std
+
+if TYPE_CHECKING:
+    from train.loop import EpochCallback
 
 CONFIG_FILE, SUMMARY_FILE = "config.json", "summary.json"
 
@@ -144,8 +147,13 @@ def check_initial_weights(cfg: TrainConfig) -> None:
         create_model(cfg.model, 2, pretrained=cfg.pretrained, weights=cfg.weights or None, embedding=cfg.embedding)
 
 
-def run_training(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any] | None:
-    """Train the selected folds; returns the summary (on the main process) or None (other ranks)."""
+def run_training(cfg: TrainConfig, *, resume: bool = False, on_epoch: "EpochCallback | None" = None
+                 ) -> dict[str, Any] | None:
+    """Train the selected folds; returns the summary (on the main process) or None (other ranks).
+
+    ``on_epoch`` is called after every epoch's validation (see :class:`train.loop.EpochEnd`);
+    ``edge-train tune`` reports and prunes trials through it.
+    """
     import torch
 
     from train.distributed import barrier, init_distributed, shutdown
@@ -153,6 +161,8 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any] | 
     from train.loop import train_fold
 
     cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     dist, device = init_distributed(cfg.device)
     try:
         if dist.is_main:
@@ -180,7 +190,7 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any] | 
                     results.append({"fold": k, "metrics": json.loads((fold_dir / "metrics.json").read_text())})
                 continue
             tr, va = folds[k]
-            res = train_fold(cfg, index, k, tr, va, dist, device, resume)
+            res = train_fold(cfg, index, k, tr, va, dist, device, resume, on_epoch)
             if dist.is_main:
                 results.append({"fold": k, "metrics": res.metrics})
                 print(f"fold {k}: accuracy {100 * res.metrics['accuracy']:.2f} %, bundle {res.directory}")

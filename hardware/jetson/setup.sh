@@ -33,9 +33,10 @@ echo "setup: venv $VENV"
 echo "setup: checking"
 "$VENV/bin/python" -c 'import cv2; from ai_edge_litert.interpreter import Interpreter; print("opencv", cv2.__version__, "LiteRT ok")'
 "$VENV/bin/edge-app" boards
+VENV="$VENV" bash "$REPO/hardware/systemd/install-config.sh" cam:0
 
 cat <<MSG
 setup: done. Try it with a USB camera:
   $VENV/bin/edge-app --model MODEL_DIR --source cam:0 --slide test --max-frames 20 --save-annotated
-Start at boot: see hardware/systemd/cytoedge.service
+Settings: /etc/cytoedge/edge-app.toml (edge-app --config reads it); start at boot: see hardware/systemd/cytoedge.service
 MSG

@@ -40,9 +40,10 @@ echo "setup: checking"
 "$VENV/bin/python" -c 'from picamera2 import Picamera2; print("picamera2 ok:", len(Picamera2.global_camera_info()), "camera(s)")' \
     || echo "setup: warning: picamera2 does not import in the venv; the picam source will not work" >&2
 "$VENV/bin/edge-app" boards
+VENV="$VENV" bash "$REPO/hardware/systemd/install-config.sh"
 
 cat <<MSG
 setup: done. Try it:
   $VENV/bin/edge-app --model MODEL_DIR --source picam --slide test --max-frames 20 --save-annotated
-Start at boot: see hardware/systemd/cytoedge.service
+Settings: /etc/cytoedge/edge-app.toml (edge-app --config reads it); start at boot: see hardware/systemd/cytoedge.service
 MSG

@@ -164,6 +164,24 @@ def test_a_format_failing_mid_run_is_recorded_and_the_rest_still_run(bench_resul
     assert all(r["reason"] for r in onnx)
 
 
+def test_a_named_board_that_is_not_this_machine_is_warned_about_and_both_are_recorded(bench_results, tmp_path,
+                                                                                      capsys):
+    from edge_app.boards import detect_board
+
+    here = detect_board().name
+    assert main([str(tmp_path / "no-model"), "--board", "rpi5", "--quiet"]) == 2  # warned even with --quiet
+    err = capsys.readouterr().err
+    assert ("bench-device: warning: --board rpi5" in err) is (here != "rpi5") and "no model card" in err
+    named = _doc(bench_results / "rpi5")["board_check"]  # the fixture ran --board rpi5 on this machine
+    assert (named["named"], named["detected"], named["matches"]) == ("rpi5", here, here == "rpi5")
+    auto = _doc(next(p for p in bench_results.iterdir() if p.name != "rpi5"))["board_check"]
+    assert (auto["named"], auto["matches"], auto["warning"]) == ("", True, "")
+    if here != "rpi5":
+        assert "--board rpi5 (Raspberry Pi 5) does not match this machine" in named["warning"]
+        assert main(["report", str(bench_results), "-o", str(tmp_path / "report.md")]) == 0
+        assert "does not match this machine" in (tmp_path / "report.md").read_text()
+
+
 def test_report_merges_boards_into_markdown_and_self_contained_html(bench_results, tmp_path, capsys):
     rc = main(["report", str(bench_results), "-o", str(tmp_path / "report.md")])
     assert rc == 0 and "report:" in capsys.readouterr().out

@@ -78,3 +78,33 @@ def test_boards_command_lists_profiles(capsys):
     assert main(["boards"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in EXPECTED) and "this machine:" in out
+
+
+@pytest.mark.parametrize("named, model, machine, matches", [
+    ("rpi5", "", "x86_64", False),  # the case: --board rpi5 on an x86 machine
+    ("rpi5", "Raspberry Pi 5 Model B Rev 1.0", "aarch64", True),
+    ("rpi4", "Raspberry Pi 5 Model B Rev 1.0", "aarch64", False),  # a Pi, but not that Pi
+    ("x86-workstation", "", "x86_64", True),
+    ("jetson-nano", "", "x86_64", False),
+])
+def test_a_named_board_is_checked_against_the_machine(tmp_path, named, model, machine, matches):
+    from edge_app.boards import board_check
+
+    check = board_check(load_profile(named), fake_root(tmp_path, model), machine=machine)
+    assert check["named"] == named and check["matches"] is matches
+    assert check["detected"] == detect_board(tmp_path, machine=machine).name
+    assert bool(check["warning"]) is not matches
+    if not matches:
+        assert f"--board {named}" in check["warning"] and "does not match this machine" in check["warning"]
+
+
+def test_a_detected_board_and_a_hand_written_profile(tmp_path):
+    from edge_app.boards import board_check
+
+    root = fake_root(tmp_path, "Raspberry Pi 4 Model B Rev 1.4")
+    auto = board_check(detect_board(root, machine="aarch64"), root, machine="aarch64")
+    assert (auto["named"], auto["detected"], auto["matches"], auto["warning"]) == ("", "rpi4", True, "")
+    lab = tmp_path / "lab.toml"  # no [detect] table: only the architecture can be compared
+    lab.write_text('name = "lab-pi"\ntitle = "Lab Pi"\narch = "aarch64"\ncores = 4\n')
+    assert board_check(load_profile(str(lab)), root, machine="aarch64")["matches"]
+    assert not board_check(load_profile(str(lab)), root, machine="x86_64")["matches"]

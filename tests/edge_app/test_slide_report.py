@@ -94,6 +94,10 @@ def test_report_command(store, tmp_path, capsys):
     assert main(["report", "--slide", "demo", "--out", out, "--format", "json", "-o", str(target),
                  "--refer-abnormal-cells", "50", "--refer-abnormal-fraction", "0.5"]) == 0
     assert json.loads(target.read_text())["triage"]["verdict"] == NO_REFERRAL
+    # the same rule written as a percentage, the way the README states it
+    assert main(["report", "--slide", "demo", "--out", out, "--format", "json", "-o", str(target),
+                 "--refer-abnormal-cells", "50", "--refer-abnormal-fraction", "50%"]) == 0
+    assert json.loads(target.read_text())["triage"]["rule"]["abnormal_fraction"] == 0.5
 
 
 def test_report_command_errors_are_one_line(store, tmp_path, capsys):
@@ -103,4 +107,5 @@ def test_report_command_errors_are_one_line(store, tmp_path, capsys):
     assert main(["report", "--slide", "demo", "--out", str(tmp_path / "empty")]) == 2
     assert "no store at" in capsys.readouterr().err
     assert main(["report", "--slide", "demo", "--out", str(store.folder), "--refer-abnormal-fraction", "2"]) == 2
-    assert "abnormal fraction" in capsys.readouterr().err
+    assert "abnormal fraction must be a share of the cells in (0, 1], got 2: write a fraction such as 0.02 or a " \
+           "percentage such as 2%" in capsys.readouterr().err

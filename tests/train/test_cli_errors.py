@@ -29,7 +29,8 @@ def edge_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("case", ["unknown_model", "folds_1", "few_images", "corrupt_config", "unknown_key",
-                                  "missing_data", "not_writable", "existing_run", "missing_weights"])
+                                  "missing_data", "not_writable", "existing_run", "missing_weights",
+                                  "negative_threads"])
 def test_bad_input_is_one_line(tmp_path, case):
     data = _imagefolder(tmp_path / "data")
     base = ["--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--input-size", "32",
@@ -45,13 +46,15 @@ def test_bad_input_is_one_line(tmp_path, case):
         args, msg = base + ["--config", str(tmp_path / "c.toml")], "is not valid TOML"
     elif case == "unknown_key":
         (tmp_path / "c.toml").write_text("epoch = 3\n")
-        args, msg = base + ["--config", str(tmp_path / "c.toml")], "unknown key(s): epoch"
+        args, msg = base + ["--config", str(tmp_path / "c.toml")], "unknown key epoch (did you mean epochs?)"
     elif case == "missing_data":
         args, msg = ["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")], "does not exist"
     elif case == "not_writable":
         blocker = tmp_path / "file"
         blocker.write_text("x")  # a file where the run folder's parent should be: not writable even as root
         args, msg = ["--data", str(data), "--out", str(blocker / "run"), "--folds", "2"], "cannot write to output folder"
+    elif case == "negative_threads":
+        args, msg = base + ["--threads", "-1"], "--threads must be 0 (all cores) or more, got -1"
     elif case == "missing_weights":
         args, msg = base + ["--folds", "2", "--weights", str(tmp_path / "nope.pth")], "nope.pth does not exist"
     else:
@@ -101,3 +104,39 @@ def test_help_is_instant_and_imports_no_torch():
         r = subprocess.run([str(Path(sys.executable).parent / prog), "--help"], capture_output=True, text=True,
                            timeout=60)
         assert r.returncode == 0 and "usage:" in r.stdout, (prog, r.stderr)
+
+
+def test_augmentation_and_normalisation_are_options(tmp_path):
+    from edge_app.preprocess import IMAGENET_MEAN
+    from train.cli import get_parser
+    from train.config import resolve_config
+    from train.data.transforms import Augmentation
+    from train.loop import augmentation, preprocess_spec
+
+    (tmp_path / "c.toml").write_text("rotation = 90\nhflip = 0.0\nhue = 0.05\nmean = [0.5, 0.5, 0.5]\n"
+                                     "std = [0.25, 0.25, 0.25]\n")
+    cfg = resolve_config(load_config_file(tmp_path / "c.toml"), {"brightness": 0.1, "data": "d"}).validate()
+    assert augmentation(cfg) == Augmentation(90.0, 0.0, 0.1, 0.5, 0.3, 0.05)
+    assert (preprocess_spec(cfg).mean, preprocess_spec(cfg).std) == ((0.5,) * 3, (0.25,) * 3)
+    assert preprocess_spec(TrainConfig()).mean == IMAGENET_MEAN  # unset: the model's own (ImageNet)
+    assert augmentation(TrainConfig()) == Augmentation()  # the paper's recipe
+    args = get_parser().parse_args(["--mean", "0.4", "0.4", "0.4", "--hflip", "0.25"])
+    assert (args.mean, args.hflip) == ([0.4, 0.4, 0.4], 0.25)
+    for bad, msg in (({"mean": [0.5, 0.5]}, "--mean takes 3 values"), ({"hue": 0.7}, "--hue must be in 0..0.5"),
+                     ({"hflip": 1.5}, "--hflip is a probability"), ({"std": [1.0, 0.0, 1.0]}, "--std takes 3 positive"),
+                     ({"rotation": 270.0}, "--rotation must be in 0..180")):
+        with pytest.raises(ConfigError, match=msg):
+            TrainConfig(data="d", **bad).validate()
+    (tmp_path / "b.toml").write_text("epochs = true\n")
+    with pytest.raises(ConfigError, match="epochs = True is invalid"):
+        load_config_file(tmp_path / "b.toml")
+
+
+def test_switch_help_says_what_the_switch_does():
+    from train.cli import get_parser
+
+    text = " ".join(get_parser().format_help().split())
+    assert "(default: True)" not in text and "(default: False)" not in text
+    assert "--no-groups plain stratified folds, the paper's split" in text and "(default: group-aware folds)" in text
+    assert "--no-amp full precision on CUDA too" in text
+    assert "--no-progress no progress bars, on a terminal either" in text

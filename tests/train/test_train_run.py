@@ -142,6 +142,21 @@ def test_resume_after_kill_matches_an_uninterrupted_run(synth_tree, tmp_path):
     assert r.returncode == 2 and "differ from it: epochs" in r.stderr
 
 
+def test_threads_option_sets_the_count_and_repeats_the_run_bit_for_bit(synth_tree, tmp_path):
+    """--threads wins over OMP_NUM_THREADS (1 in _run's environment), is recorded, and two runs agree exactly."""
+    args = ["--data", str(synth_tree), "--epochs", "1", "--limit-per-class", "12", "--fold", "0", "--threads", "2",
+            *QUICK]
+    for name in ("a", "b"):
+        r = _run([*args, "--out", str(tmp_path / name)])
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "(1 process, 2 threads)" in r.stdout
+        assert json.loads((tmp_path / name / "config.json").read_text())["threads"] == 2
+    a = torch.load(tmp_path / "a" / "fold_0" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "fold_0" / "weights.pt", weights_only=True)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
 def test_torchrun_two_processes_on_cpu(synth_tree, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "ddp"

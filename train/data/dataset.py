@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from edge_app.preprocess import PreprocessSpec
 from train.data.sipakmed import Sample
-from train.data.transforms import EvalTransform, TrainTransform, read_bgr
+from train.data.transforms import Augmentation, EvalTransform, TrainTransform, read_bgr
 
 
 class CellDataset(Dataset):
@@ -22,11 +22,11 @@ class CellDataset(Dataset):
     """
 
     def __init__(self, samples: Sequence[Sample], spec: PreprocessSpec, *, train: bool,
-                 cache: bool | dict[int, np.ndarray] = True) -> None:
+                 cache: bool | dict[int, np.ndarray] = True, augmentation: Augmentation = Augmentation()) -> None:
         self.samples = list(samples)
         self.spec = spec
         self.train = train
-        self.train_tf = TrainTransform(spec)
+        self.train_tf = TrainTransform(spec, augmentation)
         self.eval_tf = EvalTransform(spec)
         # a dict may be shared between datasets over the same samples (train and train-eval)
         self.cache: dict[int, np.ndarray] | None = cache if isinstance(cache, dict) else ({} if cache else None)

@@ -2,9 +2,10 @@
 
 * Evaluation: exactly :func:`edge_app.preprocess.preprocess` (resize shorter side +
   centre crop, RGB, ImageNet mean/std), as a CHW tensor.
-* Training: the same resize + centre crop, then the paper's augmentation — rotation
-  uniform in (-180 deg, 180 deg), horizontal flip p = 0.5, ColorJitter(brightness 0.3,
-  contrast 0.5, saturation 0.3, hue 0.1) — then the same normalisation. The corners a
+* Training: the same resize + centre crop, then the augmentation — by default the
+  paper's: rotation uniform in (-180 deg, 180 deg), horizontal flip p = 0.5,
+  ColorJitter(brightness 0.3, contrast 0.5, saturation 0.3, hue 0.1); every value is an
+  ``edge-train`` option (:class:`Augmentation`) — then the same normalisation. The corners a
   rotation uncovers are filled with the crop's own border colour (bright-field
   background), not black, because the device never sees black corners.
 
@@ -13,6 +14,7 @@ Images are read with OpenCV (BGR) everywhere, as on the device.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,17 +47,29 @@ class EvalTransform:
         return torch.from_numpy(np.ascontiguousarray(normalize_crop(rgb, self.spec).transpose(2, 0, 1)))
 
 
-class TrainTransform:
-    """BGR uint8 crop -> augmented, normalised CHW float tensor (the paper's recipe)."""
+@dataclass(frozen=True)
+class Augmentation:
+    """The random changes a training image goes through; the defaults are the paper's."""
 
-    def __init__(self, spec: PreprocessSpec, rotation: float = 180.0, hflip: float = 0.5,
-                 jitter: tuple[float, float, float, float] = (0.3, 0.5, 0.3, 0.1)) -> None:
+    rotation: float = 180.0  # degrees: the angle is uniform in (-rotation, rotation)
+    hflip: float = 0.5  # probability of a horizontal flip
+    brightness: float = 0.3  # ColorJitter factors, torchvision's meaning
+    contrast: float = 0.5
+    saturation: float = 0.3
+    hue: float = 0.1
+
+
+class TrainTransform:
+    """BGR uint8 crop -> augmented, normalised CHW float tensor (the paper's recipe by default)."""
+
+    def __init__(self, spec: PreprocessSpec, augmentation: Augmentation = Augmentation()) -> None:
         from torchvision.transforms import v2
 
+        a = augmentation
         self.spec = spec
-        self.rotation = rotation
-        self.flip = v2.RandomHorizontalFlip(hflip)
-        self.jitter = v2.ColorJitter(*jitter)
+        self.rotation = a.rotation
+        self.flip = v2.RandomHorizontalFlip(a.hflip)
+        self.jitter = v2.ColorJitter(a.brightness, a.contrast, a.saturation, a.hue)
         self.mean = torch.tensor(spec.mean).view(3, 1, 1)
         self.std = torch.tensor(spec.std).view(3, 1, 1)
 
