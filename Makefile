@@ -58,7 +58,7 @@ demo: $(STAMP)
 	$(BIN)/bench-device report $(DEMO)/results -o $(DEMO)/report.md
 	@echo "demo: runs in $(DEMO_RUN), model in $(DEMO_MODEL), slide store in $(DEMO)/cytoedge-data,"
 	@echo "      bench report $(DEMO)/report.md + $(DEMO)/report.html; browse: $(BIN)/edge-app serve --out $(DEMO)/cytoedge-data"
-	@$(BIN)/python -m benchmarks.demo_summary $(DEMO)/results
+	@$(BIN)/python -m cytoedge.benchmarks.demo_summary $(DEMO)/results
 
 # The Raspberry Pi path on an emulated Pi 4 and Pi 5 (qemu-user, Debian bookworm arm64), compared with
 # x86: hardware/pi/check/pi-check.sh. Needs root; the Pi's userland is cached in ~/.cache/cytoedge.

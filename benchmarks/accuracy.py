@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.card import ModelCard
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.card import ModelCard
+from cytoedge.edge_app.errors import CytoEdgeError
 
 REFERENCE_ORDER = ("torch", "onnx", "tflite-fp32")
 
@@ -40,7 +40,7 @@ class LabelledData:
 
 def load_labelled(root: str | Path, class_names: Sequence[str], max_images: int | None = None) -> LabelledData:
     """Index a labelled folder; its classes must be among ``class_names`` (the model's)."""
-    from train.data.sipakmed import scan_dataset  # torch-free reader, shared with edge-train
+    from cytoedge.train.data.sipakmed import scan_dataset  # torch-free reader, shared with edge-train
 
     index = scan_dataset(root)
     unknown = [c for c in index.class_names if c not in class_names]
@@ -83,7 +83,7 @@ def clinical(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
     >>> r["abnormal"]["sensitivity"], r["abnormal"]["specificity"], r["per_class"]["a"]
     (0.6666666666666666, 0.5, {'recall': 0.5, 'precision': 1.0, 'support': 2})
     """
-    from edge_app.classes import abnormal_indices
+    from cytoedge.edge_app.classes import abnormal_indices
 
     k = len(class_names)
     y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
@@ -123,9 +123,9 @@ def evaluate(card: ModelCard, formats: Sequence[str], data: LabelledData, *,
     A format that cannot be loaded or fails on an image is recorded as failed; the
     others go on.
     """
-    from benchmarks.runtimes import input_normalized, load_runner
-    from edge_app.preprocess import preprocess
-    from edge_app.sources import read_image
+    from cytoedge.benchmarks.runtimes import input_normalized, load_runner
+    from cytoedge.edge_app.preprocess import preprocess
+    from cytoedge.edge_app.sources import read_image
 
     results: dict[str, dict[str, Any]] = {}
     runners: dict[str, Any] = {}

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge_app.boards import BoardProfile, machine_facts
+from cytoedge.edge_app.boards import BoardProfile, machine_facts
 
 # vcgencmd get_throttled bits (Raspberry Pi documentation, "vcgencmd")
 PI_THROTTLE_BITS = {

@@ -15,10 +15,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge_app.clitools import run_cli
-from edge_app.configfile import add_config_option, parse_args
-from edge_app.errors import CytoEdgeError
-from edge_app.formats import FORMATS, parse_formats
+from cytoedge.edge_app.clitools import run_cli
+from cytoedge.edge_app.configfile import add_config_option, parse_args
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.formats import FORMATS, parse_formats
 
 REPORT_EPILOG = "Merge result files into one report: bench-device report results/ -o report.md"
 
@@ -75,9 +75,9 @@ def parse_ints(text: str | None, option: str) -> list[int] | None:
 
 
 def _bench(argv: Sequence[str] | None) -> int:
-    from benchmarks.results import write_result
-    from benchmarks.suite import BenchOptions, run_suite
-    from benchmarks.table import print_table
+    from cytoedge.benchmarks.results import write_result
+    from cytoedge.benchmarks.suite import BenchOptions, run_suite
+    from cytoedge.benchmarks.table import print_table
 
     a = parse_args(get_parser(), list(argv or []), sections=("report",))
     opts = BenchOptions(
@@ -101,7 +101,7 @@ def _bench(argv: Sequence[str] | None) -> int:
 
 
 def _report(argv: Sequence[str]) -> int:
-    from benchmarks.report import build_report
+    from cytoedge.benchmarks.report import build_report
 
     a = parse_args(get_report_parser(), argv, section="report")
     md, html = build_report(a.results, a.output)

@@ -1,6 +1,6 @@
 """What ``edge-convert`` costs and keeps, per bundle: conversion time, artifact sizes, int8 accuracy vs PyTorch.
 
-    python -m benchmarks.conversion BUNDLE [BUNDLE ...] --out DIR [--calib-images 20,200]
+    python -m cytoedge.benchmarks.conversion BUNDLE [BUNDLE ...] --out DIR [--calib-images 20,200]
         [--tflite-input pixels,normalized] [--threads 2]
 
 Converts every bundle once per combination of ``--calib-images`` and ``--tflite-input``
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_app.atomic import atomic_write_json
-from edge_app.clitools import run_cli
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.atomic import atomic_write_json
+from cytoedge.edge_app.clitools import run_cli
+from cytoedge.edge_app.errors import CytoEdgeError
 
 
 def _ints(text: str) -> list[int]:
@@ -39,10 +39,10 @@ def device_costs(model_dir: Path, threads: int, runs: int = 50) -> dict[str, flo
     """Median ms per crop of the int8 input preparation and of one batch-1 invocation, as edge_app does them."""
     import cv2
 
-    from benchmarks.latency import LatencyOptions, measure
-    from edge_app.card import load_card
-    from edge_app.classifier import Classifier
-    from edge_app.preprocess import preprocess, quantize
+    from cytoedge.benchmarks.latency import LatencyOptions, measure
+    from cytoedge.edge_app.card import load_card
+    from cytoedge.edge_app.classifier import Classifier
+    from cytoedge.edge_app.preprocess import preprocess, quantize
 
     card = load_card(model_dir)
     entry = card.artifact("tflite-int8")
@@ -63,7 +63,7 @@ def device_costs(model_dir: Path, threads: int, runs: int = 50) -> dict[str, flo
 
 
 def convert_one(bundle: Path, out: Path, calib: int, space: str, threads: int, fold: bool = True) -> dict[str, Any]:
-    from convert.pipeline import ConvertOptions, convert_bundle
+    from cytoedge.convert.pipeline import ConvertOptions, convert_bundle
 
     opts = ConvertOptions(int8=True, calib_images=calib, tflite_input=space, max_drop=100.0, threads=threads,
                           fold_normalization=fold)  # gate off
@@ -107,7 +107,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.conversion", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.conversion", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -149,7 +149,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("benchmarks.conversion", _main, argv)
+    return run_cli("cytoedge.benchmarks.conversion", _main, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The line ``make demo`` ends with: the held-out accuracy its model reached, per format.
 
-    python -m benchmarks.demo_summary demo/results
+    python -m cytoedge.benchmarks.demo_summary demo/results
 
 Reads the newest ``bench-device`` result under the folder (run with ``--data`` on a held-out
 tree) and prints one line, int8 first (the file the device runs)::
@@ -33,9 +33,9 @@ def summary_line(doc: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from benchmarks.results import ResultsError, load_results
+    from cytoedge.benchmarks.results import ResultsError, load_results
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.demo_summary", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.demo_summary", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", help="the folder bench-device wrote (--out)")
     args = p.parse_args(argv)

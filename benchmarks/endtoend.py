@@ -13,13 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_app.card import ModelCard
-from edge_app.errors import CytoEdgeError
-from edge_app.formats import get_format
+from cytoedge.edge_app.card import ModelCard
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.formats import get_format
 
 
 def read_frames(paths: Sequence[Path]) -> list[Any]:
-    from edge_app.sources import read_image
+    from cytoedge.edge_app.sources import read_image
 
     frames = []
     for p in paths:
@@ -36,9 +36,9 @@ def run_frames(card: ModelCard, formats: Sequence[str], paths: Sequence[Path], *
 
     ``threads`` gives each format's interpreter threads (the run uses the fastest one measured).
     """
-    from benchmarks.latency import summarize
-    from edge_app.classifier import Classifier
-    from edge_app.finder import crops_of, find_cells
+    from cytoedge.benchmarks.latency import summarize
+    from cytoedge.edge_app.classifier import Classifier
+    from cytoedge.edge_app.finder import crops_of, find_cells
 
     frames = read_frames(paths)
     out: dict[str, Any] = {}

@@ -1,7 +1,7 @@
 """How well edge_app's cell finder finds the cells: recall and precision at IoU >= 0.5.
 
-    python -m benchmarks.finder_accuracy                       # makes 20 synthetic fields, then scores them
-    python -m benchmarks.finder_accuracy --fields DATA/fields  # fields written by 'edge-train synth --fields N'
+    python -m cytoedge.benchmarks.finder_accuracy                       # makes 20 synthetic fields, then scores them
+    python -m cytoedge.benchmarks.finder_accuracy --fields DATA/fields  # fields written by 'edge-train synth --fields N'
 
 Ground truth is every labelled cell's cytoplasm outline (``*_cyt*.dat``) listed in
 the fields' ``truth.json``. Each detection is matched to at most one cell, greedily
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.errors import CytoEdgeError
 
 
 @dataclass
@@ -100,9 +100,9 @@ def greedy_matches(iou: np.ndarray, threshold: float) -> list[tuple[int, int, fl
 
 def score_fields(fields_dir: Path, iou: float = 0.5, finder_cfg=None, classifier=None) -> list[FieldScore]:
     """Score every field of ``truth.json``; with ``classifier`` also classify the matched cells' crops."""
-    from edge_app.finder import FinderConfig, crops_of, find_cells
-    from edge_app.outlines import read_outline
-    from edge_app.sources import read_image
+    from cytoedge.edge_app.finder import FinderConfig, crops_of, find_cells
+    from cytoedge.edge_app.outlines import read_outline
+    from cytoedge.edge_app.sources import read_image
 
     truth_file = fields_dir / "truth.json"
     if not truth_file.is_file():
@@ -144,7 +144,7 @@ def summarise(scores: list[FieldScore]) -> dict[str, float]:
     out["finder_ms_median"] = statistics.median(s.finder_ms for s in scores) if scores else 0.0
     pairs = [p for s in scores for p in s.class_pairs]
     if pairs:
-        from edge_app.classes import group_of
+        from cytoedge.edge_app.classes import group_of
 
         out["classified"] = len(pairs)
         out["class_accuracy"] = sum(t == p for t, p in pairs) / len(pairs)
@@ -153,7 +153,7 @@ def summarise(scores: list[FieldScore]) -> dict[str, float]:
 
 
 def _make_fields(n: int, seed: int, difficulty: float | None, folder: Path) -> Path:
-    from train.data.synth import SynthOptions, generate
+    from cytoedge.train.data.synth import SynthOptions, generate
 
     kw = {} if difficulty is None else {"difficulty": difficulty}
     generate(SynthOptions(out=folder, per_class=5, frames=1, fields=n, seed=seed, **kw))
@@ -161,7 +161,7 @@ def _make_fields(n: int, seed: int, difficulty: float | None, folder: Path) -> P
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.finder_accuracy", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.finder_accuracy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fields", type=Path, help="fields folder with truth.json (default: make synthetic ones)")
     p.add_argument("--n", type=int, default=20, help="synthetic fields to make when --fields is not given")
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     clf = None
     if a.model:
-        from edge_app.classifier import Classifier
+        from cytoedge.edge_app.classifier import Classifier
 
         clf = Classifier(a.model)
     with tempfile.TemporaryDirectory(prefix="finder-bench-") as tmp:

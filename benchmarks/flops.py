@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.errors import CytoEdgeError
 
 
 class FlopCountError(CytoEdgeError):
@@ -95,7 +95,7 @@ def load_tflite_graph(path: str | Path) -> tuple[list[dict[str, Any]], dict[int,
     The interpreter is built without the default delegates, so the op list is the
     model's own (XNNPACK would fold it into one DELEGATE node).
     """
-    from benchmarks.runtimes import tflite_interpreter_class
+    from cytoedge.benchmarks.runtimes import tflite_interpreter_class
 
     interp_cls, op_resolver = tflite_interpreter_class()
     kwargs: dict[str, Any] = {}

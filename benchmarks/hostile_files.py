@@ -1,6 +1,6 @@
 """What hostile files cost the device: a decompression bomb, and damaged model files.
 
-    python -m benchmarks.hostile_files --model MODEL_DIR [--size 20000] [--out DIR]
+    python -m cytoedge.benchmarks.hostile_files --model MODEL_DIR [--size 20000] [--out DIR]
 
 1. **PNG bomb.** Writes a PNG of ``--size`` x ``--size`` black RGB pixels (20000 x 20000:
    1.2 MB on disk, 1.2 GB as an array), then measures the peak RSS (``ru_maxrss`` of the
@@ -74,7 +74,7 @@ def _child_peak(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.hostile_files", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.hostile_files", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True, help="a model folder written by edge-convert")
     p.add_argument("--field", type=Path, help="a field image (default: a synthetic 1280x960 field with 30 cells)")
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{a.size * a.size * 3 / 1e9:.2f} GB as an array (written in {time.perf_counter() - t0:.1f} s)")
     field = a.field
     if field is None:
-        from benchmarks.pipeline_speed import make_frames  # a synthetic 1280x960 field with 30 cells
+        from cytoedge.benchmarks.pipeline_speed import make_frames  # a synthetic 1280x960 field with 30 cells
 
         field = make_frames(work / "fields", 1, 30, seed=0)[0]
     with_bomb, alone = work / "with_bomb", work / "alone"
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for name, src in (("edge-app, field only", alone), ("edge-app, bomb + field", with_bomb)):
         shutil.rmtree(work / f"store-{src.name}", ignore_errors=True)
-        cmd = [sys.executable, "-m", "edge_app", "--model", str(a.model), "--source", str(src), "--slide", "bomb",
+        cmd = [sys.executable, "-m", "cytoedge.edge_app", "--model", str(a.model), "--source", str(src), "--slide", "bomb",
                "--out", str(work / f"store-{src.name}"), "--threads", "1", "--save-crops", "none"]
         rows.append((name, *_child_peak(cmd, env)))
     rows.append(("cv2.imdecode of the bomb (no header check)",

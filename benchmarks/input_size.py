@@ -1,7 +1,7 @@
 """Accuracy and latency per input size for one architecture and recipe: which size to ship.
 
-    python -m benchmarks.input_size --out runs/input_size                       # ShuffleNetV2, the demo's recipe
-    python -m benchmarks.input_size --out runs/lite0 --sizes 96,128,160,224 \\
+    python -m cytoedge.benchmarks.input_size --out runs/input_size                       # ShuffleNetV2, the demo's recipe
+    python -m cytoedge.benchmarks.input_size --out runs/lite0 --sizes 96,128,160,224 \\
         --train-args "--model efficientnet_lite0 --pretrained --folds 5 --fold 0 --epochs 6 --lr 0.01 --milestones 4"
 
 Cells are 60-200 px wide in a 1280x960 field, and every crop is resized to the model's
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.errors import CytoEdgeError
 
 DEMO_RECIPE = ("--model shufflenet_v2_x1_0 --folds 2 --fold 0 --epochs 12 --lr 0.02 --grad-clip 5 --lam 0.05 "
                "--no-progress")
@@ -47,7 +47,7 @@ def _step(what: str, done: bool, fn: Any, log: Any) -> None:
 
 
 def prepare_data(out: Path, log: Any) -> tuple[Path, Path]:
-    from train.cli import main as train_main
+    from cytoedge.train.cli import main as train_main
 
     data, heldout = out / "data", out / "heldout"
     _step("synthetic training set (seed 0)", (data / "synth.json").is_file(),
@@ -58,8 +58,8 @@ def prepare_data(out: Path, log: Any) -> tuple[Path, Path]:
 
 
 def train_and_convert(size: int, data: Path, out: Path, train_args: list[str], log: Any) -> Path:
-    from convert.cli import main as convert_main
-    from train.cli import main as train_main
+    from cytoedge.convert.cli import main as convert_main
+    from cytoedge.train.cli import main as train_main
 
     run, model = out / "runs" / f"s{size}", out / "models" / f"s{size}"
     fold = next((train_args[i + 1] for i, a in enumerate(train_args[:-1]) if a == "--fold"), "0")
@@ -80,7 +80,7 @@ def recommend(rows: list[dict[str, Any]]) -> dict[str, Any]:
     >>> r["size"], r["pareto"]
     (128, [96, 128, 224])
     """
-    from benchmarks.report import pareto_front
+    from cytoedge.benchmarks.report import pareto_front
 
     rated = [r for r in rows if r.get("accuracy") is not None]
     if not rated:
@@ -114,11 +114,11 @@ def table(doc: dict[str, Any], fmt: str, models: dict[int, Path]) -> list[dict[s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from benchmarks.cli import main as bench_main
-    from benchmarks.report import build_report
-    from benchmarks.results import load_results
+    from cytoedge.benchmarks.cli import main as bench_main
+    from cytoedge.benchmarks.report import build_report
+    from cytoedge.benchmarks.results import load_results
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.input_size", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.input_size", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/input_size"), help="everything goes here (default: %(default)s)")
     p.add_argument("--sizes", default="96,128,160,224", help="input sizes (default: %(default)s)")
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{'yes' if r['size'] in rec['pareto'] else '':>7}")
     print(f"recommended: {rec['size']} px ({rec['rule']}; best {rec['best_size']} px at "
           f"{100 * rec['best_accuracy']:.1f} %, standard error {100 * rec['standard_error']:.1f} points); report {md}")
-    from edge_app.atomic import atomic_write_json
+    from cytoedge.edge_app.atomic import atomic_write_json
 
     atomic_write_json(a.out / "input_size.json", {"train_args": a.train_args, "heldout": str(heldout), "format": fmt,
                                                   "board": doc["board"], "rows": rows, "recommendation": rec})
@@ -168,6 +168,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from edge_app.clitools import run_cli
+    from cytoedge.edge_app.clitools import run_cli
 
     sys.exit(run_cli("input_size", main))

@@ -1,6 +1,6 @@
 """A restart loop never recounts a slide: kill -9 at random points, rerun, compare with one clean run.
 
-    python -m benchmarks.kill_resume --model MODEL_DIR [--frames 40] [--kills 20] [--seed 0]
+    python -m cytoedge.benchmarks.kill_resume --model MODEL_DIR [--frames 40] [--kills 20] [--seed 0]
 
 1. ``--frames`` distinct synthetic 1280x960 fields (30 cells each) are processed once by ``edge-app``
    (the clean run).
@@ -39,7 +39,7 @@ def committed_frames(db: Path) -> int:
 
 
 def record(store: Path, slide: str) -> dict:
-    from edge_app.store import Store
+    from cytoedge.edge_app.store import Store
 
     with Store(store, create=False) as s:
         c = s.slide_counts(slide)
@@ -52,7 +52,7 @@ def record(store: Path, slide: str) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.kill_resume", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.kill_resume", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True, help="a model folder written by edge-convert")
     p.add_argument("--frames", type=int, default=40)
@@ -64,11 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import cv2
     import numpy as np
 
-    from benchmarks.pipeline_speed import make_frames
+    from cytoedge.benchmarks.pipeline_speed import make_frames
 
     work = Path(a.out or tempfile.mkdtemp(prefix="kill-resume-"))
     frames = make_frames(work / "fields", a.frames, 30, seed=a.seed)
-    cmd = lambda store: [sys.executable, "-m", "edge_app", "--model", str(a.model), "--source",  # noqa: E731
+    cmd = lambda store: [sys.executable, "-m", "cytoedge.edge_app", "--model", str(a.model), "--source",  # noqa: E731
                          str(work / "fields"), "--slide", "k", "--out", str(store), "--threads", "2",
                          "--save-crops", "all", "--quiet"]
     t0 = time.perf_counter()

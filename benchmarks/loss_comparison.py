@@ -1,6 +1,6 @@
 """Training variants side by side over several seeds: accuracy (mean +- std), confusions, held-out rejection.
 
-    python -m benchmarks.loss_comparison --data D --heldout H --out OUT --seeds 0 1 2 \\
+    python -m cytoedge.benchmarks.loss_comparison --data D --heldout H --out OUT --seeds 0 1 2 \\
         --variant "ce: --loss ce" --variant "hybrid: --lam 1" \\
         -- --model efficientnet_lite0 --pretrained --input-size 128 --folds 2 --fold 0 --epochs 4 --lr 0.01
 
@@ -50,8 +50,8 @@ def variant_config(shared: list[str], variant: Variant, seed: int, out: Path) ->
     """The resolved TrainConfig of one run: shared flags, then the variant's, then seed and folder."""
     from dataclasses import fields
 
-    from train.cli import get_parser
-    from train.config import TrainConfig, resolve_config
+    from cytoedge.train.cli import get_parser
+    from cytoedge.train.config import TrainConfig, resolve_config
 
     args = get_parser().parse_args([*shared, *variant.flags])
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
@@ -63,12 +63,12 @@ def score_heldout(fold_dir: Path, heldout: Path) -> dict[str, Any]:
     """Accuracy, macro-F1, confusion matrix and unknown rate of a bundle on a held-out tree (PyTorch, CPU)."""
     import torch
 
-    from edge_app.rejection import nearest_centroid
-    from train.bundle import read_bundle
-    from train.data.dataset import CellDataset
-    from train.data.sipakmed import scan_dataset
-    from train.loop import predict
-    from train.metrics import classification_metrics
+    from cytoedge.edge_app.rejection import nearest_centroid
+    from cytoedge.train.bundle import read_bundle
+    from cytoedge.train.data.dataset import CellDataset
+    from cytoedge.train.data.sipakmed import scan_dataset
+    from cytoedge.train.loop import predict
+    from cytoedge.train.metrics import classification_metrics
 
     bundle = read_bundle(fold_dir)
     index = scan_dataset(heldout)
@@ -86,7 +86,7 @@ def score_heldout(fold_dir: Path, heldout: Path) -> dict[str, Any]:
 
 
 def run_one(cfg: Any, heldout: Path) -> dict[str, Any]:
-    from train.run import CONFIG_FILE, SUMMARY_FILE, run_training
+    from cytoedge.train.run import CONFIG_FILE, SUMMARY_FILE, run_training
 
     out = Path(cfg.out)
     result_file = out / "comparison.json"
@@ -104,7 +104,7 @@ def run_one(cfg: Any, heldout: Path) -> dict[str, Any]:
            "train_seconds": sum(h["train_seconds"] for h in history), "wall_seconds": wall,
            "final_train_triplet": history[-1]["train_triplet"], "final_train_ce": history[-1]["train_ce"],
            "heldout": score_heldout(fold_dir, heldout), "config": cfg.to_dict()}
-    from edge_app.atomic import atomic_write_json
+    from cytoedge.edge_app.atomic import atomic_write_json
 
     atomic_write_json(result_file, res)
     return res
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, shared = argv[:cut], argv[cut + 1:]
-    p = argparse.ArgumentParser(prog="python -m benchmarks.loss_comparison", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.loss_comparison", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="training tree (edge-train --data)")
     p.add_argument("--heldout", required=True, help="a tree no run trains on (e.g. edge-train synth --seed 1)")
@@ -175,9 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"loss_comparison: {v.name} seed {seed}: validation {100 * r['val_accuracy']:.1f} %, held-out "
                   f"{100 * r['heldout']['accuracy']:.1f} %, {r['train_seconds']:.0f} s training", flush=True)
     table = summarize(results, names)
-    command = "python -m benchmarks.loss_comparison " + shlex.join(sys.argv[1:] if argv is None else [*argv, "--", *shared])
+    command = "python -m cytoedge.benchmarks.loss_comparison " + shlex.join(sys.argv[1:] if argv is None else [*argv, "--", *shared])
     host = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    from edge_app.atomic import atomic_write_json, atomic_write_text
+    from cytoedge.edge_app.atomic import atomic_write_json, atomic_write_text
 
     atomic_write_json(out / "results.json", {"command": command, "host": host, "shared": shared,
                                              "variants": {v.name: v.flags for v in args.variant}, "results": results})

@@ -1,7 +1,7 @@
 """Damaged .tflite files whose card SHA-256 was updated: what they do to an unprotected loader, and what
 edge_app's checks catch, at what start-up cost.
 
-    python -m benchmarks.model_damage --model MODEL_DIR [--format tflite-int8] [--mutants 60] [--flips 4]
+    python -m cytoedge.benchmarks.model_damage --model MODEL_DIR [--format tflite-int8] [--mutants 60] [--flips 4]
 
 Each mutant is the artifact with ``--flips`` random bytes replaced (seeded). Every mutant is run, each in
 its own process, through
@@ -109,7 +109,7 @@ def damage_positions(model: bytes, where: str) -> Sequence[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.model_damage", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.model_damage", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True, help="a model folder written by edge-convert")
     p.add_argument("--format", default="tflite-int8", help="artifact to damage (default: %(default)s)")
@@ -123,11 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import numpy as np
 
-    from edge_app.card import load_card
-    from edge_app.errors import ModelCardError
-    from edge_app.interpreter import interpreter_class
-    from edge_app.modelcheck import probe_model_file
-    from edge_app.preprocess import preprocess, quantize
+    from cytoedge.edge_app.card import load_card
+    from cytoedge.edge_app.errors import ModelCardError
+    from cytoedge.edge_app.interpreter import interpreter_class
+    from cytoedge.edge_app.modelcheck import probe_model_file
+    from cytoedge.edge_app.preprocess import preprocess, quantize
 
     card = load_card(a.model)
     entry = card.artifact(a.format)

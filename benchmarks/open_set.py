@@ -1,6 +1,6 @@
 """Open-set rejection and calibrated confidence of a converted model, measured on data it never saw.
 
-    python -m benchmarks.open_set --model DIR --cells HELDOUT --ood DATA/ood [DATA/negatives ...]
+    python -m cytoedge.benchmarks.open_set --model DIR --cells HELDOUT --ood DATA/ood [DATA/negatives ...]
         [--formats tflite-int8,tflite-fp32] [--scores all] [--ranks 8,32,128] [--json FILE]
 
 For every device artifact of ``DIR`` it runs, as ``edge-app`` does (the device's
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.atomic import atomic_write_json
-from edge_app.clitools import run_cli
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.atomic import atomic_write_json
+from cytoedge.edge_app.clitools import run_cli
+from cytoedge.edge_app.errors import CytoEdgeError
 
 DEVICE_FORMATS = ("tflite-int8", "tflite-fp32")
 
@@ -48,7 +48,7 @@ class Outputs:
 
 
 def _read_all(paths: Sequence[Path]) -> list[np.ndarray]:
-    from edge_app.crops import read_crop
+    from cytoedge.edge_app.crops import read_crop
 
     out = []
     for p in paths:
@@ -61,7 +61,7 @@ def _read_all(paths: Sequence[Path]) -> list[np.ndarray]:
 
 def kinds_of(folder: Path) -> dict[str, list[Path]]:
     """``{set/kind: images}``: one kind per sub-folder holding images, or the folder itself."""
-    from edge_app.crops import crop_files
+    from cytoedge.edge_app.crops import crop_files
 
     if not folder.is_dir():
         raise CytoEdgeError(f"--ood {folder} is not a folder: pass e.g. demo/data/ood (made by edge-train synth)")
@@ -85,7 +85,7 @@ def fitting_sets(model: Path, class_names: list[str]) -> tuple[list[Path], np.nd
 
 
 def _outputs(clf: Any, images: list[np.ndarray], labels: np.ndarray | None = None) -> Outputs:
-    from edge_app.crop_features import crop_features
+    from cytoedge.edge_app.crop_features import crop_features
 
     px = clf.pixels(images)
     logits, emb = clf.outputs_of(px)
@@ -107,8 +107,8 @@ def measure_artifact(clf: Any, data: dict[str, Any], scores: Sequence[str], rank
                      cell_rejection: float) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
-    from edge_app import confidence
-    from edge_app.rejection import fit_open_set
+    from cytoedge.edge_app import confidence
+    from cytoedge.edge_app.rejection import fit_open_set
 
     k = len(clf.class_names)
     fit = _outputs(clf, data["fit"], data["fit_labels"])
@@ -200,9 +200,9 @@ def render(res: dict[str, Any]) -> str:
 
 def run(model: Path, cells: Path, ood: Sequence[Path], formats: Sequence[str], scores: Sequence[str],
         ranks: Sequence[int], cell_rejection: float, threads: int) -> dict[str, Any]:
-    from benchmarks.accuracy import load_labelled
-    from edge_app.card import load_card
-    from edge_app.classifier import Classifier
+    from cytoedge.benchmarks.accuracy import load_labelled
+    from cytoedge.edge_app.card import load_card
+    from cytoedge.edge_app.classifier import Classifier
 
     card = load_card(model)
     names = list(card.class_names)
@@ -231,9 +231,9 @@ def _csv(text: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from edge_app.rejection import SCORES
+    from cytoedge.edge_app.rejection import SCORES
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.open_set", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.open_set", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True, help="model folder written by edge-convert")
     p.add_argument("--cells", type=Path, required=True, help="held-out labelled cells (e.g. demo/heldout)")
@@ -260,4 +260,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(run_cli("benchmarks.open_set", main))
+    sys.exit(run_cli("cytoedge.benchmarks.open_set", main))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.errors import CytoEdgeError
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,8 @@ def measure_peak(threads: list[int], opts: Any = None, shape: PeakShape = DEFAUL
     fair on a busy host too); ``best_gmacs_per_s`` is MACs / the fastest run.
     A runtime that cannot build or run the model leaves ``{"error": why}`` for that dtype.
     """
-    from benchmarks.latency import LatencyOptions, measure
-    from benchmarks.runtimes import tflite_interpreter_class
+    from cytoedge.benchmarks.latency import LatencyOptions, measure
+    from cytoedge.benchmarks.runtimes import tflite_interpreter_class
 
     opts = opts or LatencyOptions(warmup=5, min_time=1.0, min_runs=20)
     out: dict[str, Any] = {"op": "CONV_2D 1x1", "shape": [shape.height, shape.width, shape.cin, shape.cout],
@@ -172,12 +172,12 @@ def roofline(row: dict[str, Any], macs: float | None, peak: dict[str, Any] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.peak [--threads 1,2] [--shape 28,28,512,512]``: the peak alone, printed."""
+    """``python -m cytoedge.benchmarks.peak [--threads 1,2] [--shape 28,28,512,512]``: the peak alone, printed."""
     import argparse
     import json
     import os
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.peak", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.peak", description=main.__doc__)
     p.add_argument("--threads", default=",".join(str(t) for t in sorted({1, os.cpu_count() or 1})))
     p.add_argument("--shape", default=",".join(map(str, (DEFAULT_SHAPE.height, DEFAULT_SHAPE.width,
                                                           DEFAULT_SHAPE.cin, DEFAULT_SHAPE.cout))),

@@ -1,8 +1,8 @@
 """How fast the device pipeline is against its own classifier and against a naive per-crop PyTorch loop.
 
-    python -m benchmarks.pipeline_speed                          # builds what it needs under runs/pipeline_speed
-    python -m benchmarks.pipeline_speed --json results/pipeline.json --rounds 5
-    python -m benchmarks.pipeline_speed --model models/shufflenet --frames 30 --threads 4
+    python -m cytoedge.benchmarks.pipeline_speed                          # builds what it needs under runs/pipeline_speed
+    python -m cytoedge.benchmarks.pipeline_speed --json results/pipeline.json --rounds 5
+    python -m cytoedge.benchmarks.pipeline_speed --model models/shufflenet --frames 30 --threads 4
 
 Frames: ``--frames`` synthetic 1280x960 slide fields with ``--cells`` cells each (the
 synthetic generator's cell painter), written once as PNG files. Model: ``--model`` (an
@@ -45,15 +45,15 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.errors import CytoEdgeError
 
 
 def make_frames(folder: Path, n: int, cells: int, seed: int) -> list[Path]:
     """``n`` synthetic 1280x960 fields with ``cells`` labelled cells each (reused when already there)."""
     import cv2
 
-    from train.data.synth import FIELD_MIX
-    from train.data.synth_frames import compose_frame
+    from cytoedge.train.data.synth import FIELD_MIX
+    from cytoedge.train.data.synth_frames import compose_frame
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"field_{i:03d}.png" for i in range(n)]
@@ -68,10 +68,10 @@ def make_frames(folder: Path, n: int, cells: int, seed: int) -> list[Path]:
 
 def build_model(work: Path, log: Callable[[str], None]) -> Path:
     """A ShuffleNetV2 x1.0 (224x224) trained one short epoch on synthetic crops, converted with --int8."""
-    from convert.pipeline import ConvertOptions, convert_bundle
-    from train.config import TrainConfig
-    from train.data.synth import SynthOptions, generate
-    from train.run import run_training
+    from cytoedge.convert.pipeline import ConvertOptions, convert_bundle
+    from cytoedge.train.config import TrainConfig
+    from cytoedge.train.data.synth import SynthOptions, generate
+    from cytoedge.train.run import run_training
 
     model = work / "model"
     if (model / "model_card.json").is_file():
@@ -94,15 +94,15 @@ def build_model(work: Path, log: Callable[[str], None]) -> Path:
 
 def isa_features() -> dict[str, bool]:
     """The host's kernel-relevant ISA features, as bench-device records them (``{}`` when unreadable)."""
-    from benchmarks.board import isa_features as board_isa
+    from cytoedge.benchmarks.board import isa_features as board_isa
 
     return board_isa()
 
 
 def host_record() -> dict[str, Any]:
     """What ran the benchmark: CPU model, cores, ISA features, board, runtime versions."""
-    from benchmarks.runtimes import runtime_versions
-    from edge_app.boards import detect_board, machine_facts
+    from cytoedge.benchmarks.runtimes import runtime_versions
+    from cytoedge.edge_app.boards import detect_board, machine_facts
 
     board = detect_board()
     return {"cpu_model": machine_facts().get("cpu_model", ""), "cores": os.cpu_count() or 0,
@@ -127,8 +127,8 @@ class PureClassifier:
     """The artifact in its own interpreter at the app's threads; ``invoke`` timed alone, inputs set before."""
 
     def __init__(self, clf: Any, threads: int) -> None:
-        from edge_app.interpreter import load_interpreter
-        from edge_app.preprocess import preprocess, quantize
+        from cytoedge.edge_app.interpreter import load_interpreter
+        from cytoedge.edge_app.preprocess import preprocess, quantize
 
         self.interp = load_interpreter(clf.path, threads).interpreter
         self.index = self.interp.get_input_details()[0]["index"]
@@ -160,7 +160,7 @@ class PureClassifier:
 def _torch_net(model: Path, threads: int) -> tuple[Any, Any]:
     import torch
 
-    from train.bundle import read_bundle
+    from cytoedge.train.bundle import read_bundle
 
     torch.set_num_threads(threads)
     bundle = read_bundle(model / "bundle")
@@ -172,8 +172,8 @@ def _naive_seconds(net: Any, spec: Any, paths: list[Path]) -> float:
     import cv2
     import torch
 
-    from edge_app.finder import crops_of, find_cells
-    from edge_app.preprocess import preprocess
+    from cytoedge.edge_app.finder import crops_of, find_cells
+    from cytoedge.edge_app.preprocess import preprocess
 
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -187,8 +187,8 @@ def _naive_seconds(net: Any, spec: Any, paths: list[Path]) -> float:
 
 
 def _app_run(model: Path, fmt: str, paths: list[Path], threads: int, store: Path) -> Any:
-    from edge_app.app import AppOptions, run
-    from edge_app.sources import FileListSource
+    from cytoedge.edge_app.app import AppOptions, run
+    from cytoedge.edge_app.sources import FileListSource
 
     return run(AppOptions(model=model, source="", slide="bench", out=store, threads=threads, fmt=fmt),
                source=FileListSource(paths, str(paths[0].parent)))
@@ -199,8 +199,8 @@ def measure(model: Path, paths: list[Path], threads: int, fmt: str, rounds: int,
     """Every stage, ``rounds`` times, interleaved; per-round totals in seconds over all frames."""
     import cv2
 
-    from edge_app.classifier import Classifier
-    from edge_app.finder import crops_of, find_cells
+    from cytoedge.edge_app.classifier import Classifier
+    from cytoedge.edge_app.finder import crops_of, find_cells
 
     n = len(paths)
     clf = Classifier(model, fmt, threads=threads)
@@ -312,7 +312,7 @@ def print_report(doc: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_speed", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.pipeline_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="edge-convert model folder (default: build one under --work)")
     p.add_argument("--format", default="tflite-int8", help="artifact to run (default: %(default)s)")
@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="skip the naive PyTorch loop (a board without torch; it also takes the longest)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    from edge_app.boards import detect_board
+    from cytoedge.edge_app.boards import detect_board
 
     threads = a.threads or detect_board().threads
     if threads < 1 or a.frames < 1 or a.cells < 1 or a.rounds < 1:
@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
            "result": summarize(raw)}
     print_report(doc)
     if a.json:
-        from edge_app.atomic import atomic_write_text
+        from cytoedge.edge_app.atomic import atomic_write_text
 
         atomic_write_text(a.json, json.dumps(doc, indent=1) + "\n")
         print(f"wrote {a.json}")

@@ -1,6 +1,6 @@
 """One configuration (model x format x threads x batch) measured in a fresh process.
 
-``python -m benchmarks.probe CONFIG.json RESULT.json``: import the runtime, load the
+``python -m cytoedge.benchmarks.probe CONFIG.json RESULT.json``: import the runtime, load the
 artifact, time the first inference, then the warm latency, and trace the RSS at each
 stage. :func:`run_probe` starts that process from the parent and turns a crash, a
 timeout or an error inside into a failed row with its reason, so the other
@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_app.atomic import atomic_write_json
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.atomic import atomic_write_json
+from cytoedge.edge_app.errors import CytoEdgeError
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,10 @@ class ProbeResult:
 
 def _measure(cfg: ProbeConfig) -> dict[str, Any]:
     """Inside the fresh process: everything about one configuration."""
-    from benchmarks.latency import LatencyOptions, measure
-    from benchmarks.memory import MemoryTrace, peak_rss_bytes, reset_peak, rss_bytes
-    from benchmarks.runtimes import import_runtime, load_runner, random_input
-    from edge_app.card import load_card
+    from cytoedge.benchmarks.latency import LatencyOptions, measure
+    from cytoedge.benchmarks.memory import MemoryTrace, peak_rss_bytes, reset_peak, rss_bytes
+    from cytoedge.benchmarks.runtimes import import_runtime, load_runner, random_input
+    from cytoedge.edge_app.card import load_card
 
     mem = MemoryTrace(start_bytes=rss_bytes())
     card = load_card(cfg.model_dir)
@@ -81,7 +81,7 @@ def _measure(cfg: ProbeConfig) -> dict[str, Any]:
 
 
 def _child(config_path: str, result_path: str) -> int:
-    from benchmarks.runtimes import RuntimeUnavailableError
+    from cytoedge.benchmarks.runtimes import RuntimeUnavailableError
 
     cfg = ProbeConfig(**json.loads(Path(config_path).read_text(encoding="utf-8")))
     try:
@@ -108,7 +108,7 @@ def run_probe(cfg: ProbeConfig) -> ProbeResult:
         cpath.write_text(json.dumps(asdict(cfg)), encoding="utf-8")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
         try:
-            done = subprocess.run([sys.executable, "-m", "benchmarks.probe", str(cpath), str(rpath)],
+            done = subprocess.run([sys.executable, "-m", "cytoedge.benchmarks.probe", str(cpath), str(rpath)],
                                   capture_output=True, text=True, timeout=cfg.timeout_s, env=env, check=False)
         except subprocess.TimeoutExpired:
             return ProbeResult("failed", f"timed out after {cfg.timeout_s:.0f} s (raise --timeout for slow boards)")
@@ -122,6 +122,6 @@ def run_probe(cfg: ProbeConfig) -> ProbeResult:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        print("usage: python -m benchmarks.probe CONFIG.json RESULT.json", file=sys.stderr)
+        print("usage: python -m cytoedge.benchmarks.probe CONFIG.json RESULT.json", file=sys.stderr)
         sys.exit(2)
     sys.exit(_child(sys.argv[1], sys.argv[2]))

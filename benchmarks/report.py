@@ -21,11 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.board import isa_summary
-from benchmarks.results import load_results
-from benchmarks.table import COST_COLUMNS, SPEED_COLUMNS, cost_rows, per_class_rows, speed_rows
-from edge_app.atomic import atomic_write_bytes, atomic_write_text
-from edge_app.errors import CytoEdgeError
+from cytoedge.benchmarks.board import isa_summary
+from cytoedge.benchmarks.results import load_results
+from cytoedge.benchmarks.table import COST_COLUMNS, SPEED_COLUMNS, cost_rows, per_class_rows, speed_rows
+from cytoedge.edge_app.atomic import atomic_write_bytes, atomic_write_text
+from cytoedge.edge_app.errors import CytoEdgeError
 
 MB = 1 << 20
 TABLE3_COLUMNS = ("model", "format", "params M", "file MB", "RSS +MB", "GFLOPs", "acc %", "p50 ms", "thr")
@@ -148,7 +148,7 @@ def peak_rows(view: BoardView) -> list[dict[str, str]]:
 
 def roofline_rows(view: BoardView) -> list[dict[str, str]]:
     """Every batch-1 row with a roofline figure, by model, format and threads."""
-    from benchmarks.peak import roofline
+    from cytoedge.benchmarks.peak import roofline
 
     rows = []
     for key in sorted(view.rows, key=lambda k: (str(k[0]), str(k[1]), k[2] or 0, k[3] or 0)):

@@ -17,8 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge_app.atomic import atomic_write_json
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.atomic import atomic_write_json
+from cytoedge.edge_app.errors import CytoEdgeError
 
 RESULT_SCHEMA = "cytoedge-bench/1"
 

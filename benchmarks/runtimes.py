@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.card import ArtifactEntry, ModelCard
-from edge_app.errors import CytoEdgeError
-from edge_app.formats import get_format
-from edge_app.preprocess import dequantize, quantize
+from cytoedge.edge_app.card import ArtifactEntry, ModelCard
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.formats import get_format
+from cytoedge.edge_app.preprocess import dequantize, quantize
 
 
 class RuntimeUnavailableError(CytoEdgeError):
@@ -25,7 +25,7 @@ class RuntimeUnavailableError(CytoEdgeError):
 
 def tflite_interpreter_class(prefer: str | None = None) -> tuple[Any, Any]:
     """``(Interpreter class, OpResolverType enum or None)`` of the runtime edge_app would use."""
-    from edge_app.interpreter import interpreter_class
+    from cytoedge.edge_app.interpreter import interpreter_class
 
     _, cls, _ = interpreter_class(prefer)
     return cls, getattr(sys.modules.get(cls.__module__), "OpResolverType", None)
@@ -59,7 +59,7 @@ class Runner:
 
 class TFLiteRunner(Runner):
     def __init__(self, path: Path, entry: ArtifactEntry, threads: int, batch: int) -> None:
-        from edge_app.interpreter import load_interpreter
+        from cytoedge.edge_app.interpreter import load_interpreter
 
         self.interp = load_interpreter(path, threads).interpreter
         inp = self.interp.get_input_details()[0]
@@ -125,7 +125,7 @@ class TorchRunner(Runner):
             import torch
         except ImportError:
             raise RuntimeUnavailableError("the torch format needs PyTorch (pip install torch torchvision timm)") from None
-        from train.bundle import read_bundle
+        from cytoedge.train.bundle import read_bundle
 
         torch.set_num_threads(threads)
         self.torch = torch
@@ -158,7 +158,7 @@ def import_runtime(fmt: str) -> None:
         try:
             import torch  # noqa: F401
 
-            import train.models.nets  # noqa: F401 - torchvision / timm
+            import cytoedge.train.models.nets  # noqa: F401 - torchvision / timm
         except ImportError:
             raise RuntimeUnavailableError("the torch format needs PyTorch (pip install torch torchvision timm)") from None
 

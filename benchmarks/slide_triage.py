@@ -1,6 +1,6 @@
 """Slide-level triage: synthetic slides with known abnormal fractions through edge-app and its report.
 
-    python -m benchmarks.slide_triage --model DIR [--fractions 0,0.005,0.01,0.02,0.05] [--slides 2]
+    python -m cytoedge.benchmarks.slide_triage --model DIR [--fractions 0,0.005,0.01,0.02,0.05] [--slides 2]
         [--cells 300] [--seed 0] [--work DIR] [--json FILE]
 
 Each slide holds exactly ``--cells`` labelled cells: ``round(fraction x cells)`` abnormal
@@ -30,10 +30,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_app.atomic import atomic_write_json
-from edge_app.classes import ABNORMAL, SIPAKMED_CLASSES, SIPAKMED_GROUPS
-from edge_app.clitools import run_cli
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.atomic import atomic_write_json
+from cytoedge.edge_app.classes import ABNORMAL, SIPAKMED_CLASSES, SIPAKMED_GROUPS
+from cytoedge.edge_app.clitools import run_cli
+from cytoedge.edge_app.errors import CytoEdgeError
 
 DEFAULT_FRACTIONS = (0.0, 0.005, 0.01, 0.02, 0.05)
 
@@ -44,7 +44,7 @@ def slide_classes(n: int, fraction: float) -> list[str]:
     >>> c = slide_classes(200, 0.02); len(c), Counter(SIPAKMED_GROUPS[x] for x in c)["abnormal"]
     (200, 4)
     """
-    from train.data.synth import FIELD_MIX
+    from cytoedge.train.data.synth import FIELD_MIX
 
     abnormal = [c for c in SIPAKMED_CLASSES if SIPAKMED_GROUPS[c] == ABNORMAL]
     others = {c: w for c, w in FIELD_MIX.items() if SIPAKMED_GROUPS[c] != ABNORMAL}
@@ -66,9 +66,9 @@ def _truth_counts(folder: Path) -> Counter:
 
 def run_slide(model: Path, folder: Path, store: Path, slide: str, threads: int) -> dict[str, Any]:
     """edge-app on the slide's fields, then its report (default triage rule); the report as a dict."""
-    from edge_app.app import AppOptions, run
-    from edge_app.report import TriageRule, build_report
-    from edge_app.store import Store
+    from cytoedge.edge_app.app import AppOptions, run
+    from cytoedge.edge_app.report import TriageRule, build_report
+    from cytoedge.edge_app.store import Store
 
     run(AppOptions(model=model, source=str(folder), slide=slide, out=store, threads=threads, save_crops="none"))
     with Store(store, create=False) as st:
@@ -77,7 +77,7 @@ def run_slide(model: Path, folder: Path, store: Path, slide: str, threads: int) 
 
 def measure(model: Path, work: Path, fractions: Sequence[float], slides: int, cells: int, seed: int,
             threads: int, log: Any = print) -> dict[str, Any]:
-    from train.data.synth import write_slide
+    from cytoedge.train.data.synth import write_slide
 
     rows = []
     for fi, frac in enumerate(fractions):
@@ -162,7 +162,7 @@ def _floats(text: str) -> list[float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.slide_triage", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.slide_triage", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True, help="model folder written by edge-convert")
     p.add_argument("--fractions", type=_floats, default=list(DEFAULT_FRACTIONS),
@@ -194,4 +194,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(run_cli("benchmarks.slide_triage", main))
+    sys.exit(run_cli("cytoedge.benchmarks.slide_triage", main))

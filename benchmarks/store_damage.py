@@ -1,6 +1,6 @@
 """A store file with damaged pages: what `edge-app store recover` gets back, and what the start-up checks cost.
 
-    python -m benchmarks.store_damage [--slides 20] [--frames 200] [--cells 25] [--pages 1,5,20] [--seed 0]
+    python -m cytoedge.benchmarks.store_damage [--slides 20] [--frames 200] [--cells 25] [--pages 1,5,20] [--seed 0]
 
 1. A store of ``--slides`` x ``--frames`` x ``--cells`` (written through the Store API, one crop named per
    ten cells, as the review policy saves), closed cleanly.
@@ -30,7 +30,7 @@ GROUPS = {"superficial_intermediate": "normal", "parabasal": "normal", "metaplas
 
 
 def build(folder: Path, slides: int, frames: int, cells: int) -> None:
-    from edge_app.store import Store
+    from cytoedge.edge_app.store import Store
 
     with Store(folder, crop_policy="none") as s:
         s.conn.execute("PRAGMA synchronous=OFF")  # only the contents matter here
@@ -60,7 +60,7 @@ def counts(db: Path) -> dict[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.store_damage", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.store_damage", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--slides", type=int, default=20)
     p.add_argument("--frames", type=int, default=200)
@@ -70,8 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
 
-    from edge_app.store import DB_FILE, Store
-    from edge_app.store_repair import check_store, recover_store
+    from cytoedge.edge_app.store import DB_FILE, Store
+    from cytoedge.edge_app.store_repair import check_store, recover_store
 
     work = Path(a.out or tempfile.mkdtemp(prefix="store-damage-"))
     sound = work / "sound"

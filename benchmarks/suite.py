@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edge_app.card import ModelCard, load_card
-from edge_app.errors import CytoEdgeError
-from edge_app.formats import FORMATS, get_format
+from cytoedge.edge_app.card import ModelCard, load_card
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.formats import FORMATS, get_format
 
 _RUNTIME_MODULE = {"litert": None, "onnxruntime": "onnxruntime", "torch": "torch"}
 
@@ -60,7 +60,7 @@ def runtime_available(fmt: str) -> str:
     runtime = get_format(fmt).runtime
     module = _RUNTIME_MODULE[runtime]
     if module is None:
-        from benchmarks.runtimes import tflite_interpreter_class
+        from cytoedge.benchmarks.runtimes import tflite_interpreter_class
 
         try:
             tflite_interpreter_class()
@@ -117,7 +117,7 @@ def plan_models(opts: BenchOptions) -> list[ModelPlan]:
 
 def artifact_figures(card: ModelCard, fmt: str, torch_cost: dict[str, Any] | None) -> dict[str, Any]:
     """File size, hash and the graph's own cost (MACs, FLOPs, params) of one artifact."""
-    from benchmarks import flops
+    from cytoedge.benchmarks import flops
 
     entry = card.artifact(fmt)
     path = card.artifact_path(fmt)
@@ -147,8 +147,8 @@ def torch_reference_cost(card: ModelCard) -> dict[str, Any] | None:
     """
     if "torch" not in card.artifacts or not _installed("torch"):
         return None
-    from benchmarks.flops import count_torch
-    from train.bundle import read_bundle
+    from cytoedge.benchmarks.flops import count_torch
+    from cytoedge.train.bundle import read_bundle
 
     try:
         model = read_bundle(card.verify_artifact("torch").parent).load_model()
@@ -163,10 +163,10 @@ def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
 
     ``warn`` (default: ``progress``) hears what must not pass unnoticed, e.g. a ``--board`` that is not this machine.
     """
-    from benchmarks.board import board_info, thermal_snapshot, throttle_warning
-    from benchmarks.results import RESULT_SCHEMA
-    from benchmarks.runtimes import runtime_versions
-    from edge_app.boards import board_check, resolve_board
+    from cytoedge.benchmarks.board import board_info, thermal_snapshot, throttle_warning
+    from cytoedge.benchmarks.results import RESULT_SCHEMA
+    from cytoedge.benchmarks.runtimes import runtime_versions
+    from cytoedge.edge_app.boards import board_check, resolve_board
 
     opts.check()
     profile = resolve_board(opts.board)
@@ -206,8 +206,8 @@ def run_suite(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
 
 def board_peak(threads: list[int], opts: BenchOptions, progress: Callable[[str], None]) -> dict[str, Any]:
     """The board's int8 and fp32 peak (one large 1x1 convolution) at each thread count of the run."""
-    from benchmarks.latency import LatencyOptions
-    from benchmarks.peak import measure_peak
+    from cytoedge.benchmarks.latency import LatencyOptions
+    from cytoedge.benchmarks.peak import measure_peak
 
     progress(f"board peak: one 1x1 convolution, int8 and fp32, threads {','.join(map(str, threads))}")
     lat = LatencyOptions(warmup=min(opts.warmup, 5), min_time=min(opts.min_time, 1.0), min_runs=min(opts.min_runs, 20))
@@ -221,7 +221,7 @@ def board_peak(threads: list[int], opts: BenchOptions, progress: Callable[[str],
 
 def add_roofline(models: list[dict[str, Any]], rows: list[dict[str, Any]], peak: dict[str, Any] | None) -> None:
     """Each measured row gets ``roofline``: its achieved GMAC/s and the fraction of the board's peak."""
-    from benchmarks.peak import roofline
+    from cytoedge.benchmarks.peak import roofline
 
     macs = {(m["name"], fmt): (a.get("cost") or {}).get("macs") for m in models for fmt, a in m["artifacts"].items()}
     for r in rows:
@@ -232,7 +232,7 @@ def add_roofline(models: list[dict[str, Any]], rows: list[dict[str, Any]], peak:
 def measure_model(plan: ModelPlan, opts: BenchOptions, threads: list[int], data: Any, frames: list[Path] | None,
                   progress: Callable[[str], None]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One model: its artifacts' cost, a fresh-process probe per format x threads x batch, accuracy, frames."""
-    from benchmarks.probe import ProbeConfig, ProbeResult, run_probe
+    from cytoedge.benchmarks.probe import ProbeConfig, ProbeResult, run_probe
 
     card = plan.card
     progress(f"{plan.name}: counting {', '.join(plan.formats) or 'nothing'}")
@@ -260,12 +260,12 @@ def measure_model(plan: ModelPlan, opts: BenchOptions, threads: list[int], data:
                              "card_created": card.created, "torch_cost": torch_cost, "artifacts": artifacts,
                              "skipped": plan.skipped}
     if data is not None:
-        from benchmarks.accuracy import evaluate
+        from cytoedge.benchmarks.accuracy import evaluate
 
         progress(f"{plan.name}: accuracy on {len(data.paths)} images")
         entry["accuracy"] = evaluate(card, plan.formats, data, threads=fastest)
     if frames is not None:
-        from benchmarks.endtoend import run_frames
+        from cytoedge.benchmarks.endtoend import run_frames
 
         progress(f"{plan.name}: end to end on {len(frames)} frames")
         entry["end_to_end"] = run_frames(card, plan.formats, frames, threads=fastest)
@@ -286,7 +286,7 @@ def fastest_threads(rows: list[dict[str, Any]], plan: ModelPlan, threads: list[i
 def _load_data(opts: BenchOptions, plans: list[ModelPlan]) -> dict[str, Any] | None:
     if opts.data is None:
         return None
-    from benchmarks.accuracy import load_labelled
+    from cytoedge.benchmarks.accuracy import load_labelled
 
     cache: dict[tuple[str, ...], Any] = {}
     out = {}
@@ -299,7 +299,7 @@ def _load_data(opts: BenchOptions, plans: list[ModelPlan]) -> dict[str, Any] | N
 
 
 def _frame_paths(folder: Path) -> list[Path]:
-    from train.data.sipakmed import IMAGE_SUFFIXES
+    from cytoedge.train.data.sipakmed import IMAGE_SUFFIXES
 
     if not folder.is_dir():
         raise CytoEdgeError(f"--frames {folder} is not a folder: pass a folder of frame images")

@@ -1,6 +1,6 @@
 """How well any classifier can do on the synthetic cells: an oracle that sees each cell's own numbers.
 
-    python -m benchmarks.synth_ceiling [--difficulty 0 0.3 0.45] [--per-class 4000] [--seed 0]
+    python -m cytoedge.benchmarks.synth_ceiling [--difficulty 0 0.3 0.45] [--per-class 4000] [--seed 0]
 
 Every synthetic cell is drawn from a handful of morphology numbers (``train.data.synth_morphology``:
 radius, N/C ratio, stain ...); at a higher ``--difficulty`` the classes' distributions overlap
@@ -22,8 +22,8 @@ def oracle_accuracy(difficulty: float, per_class: int, seed: int) -> tuple[float
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import cross_val_score
 
-    from edge_app.classes import SIPAKMED_CLASSES
-    from train.data.synth_morphology import sample_cell
+    from cytoedge.edge_app.classes import SIPAKMED_CLASSES
+    from cytoedge.train.data.synth_morphology import sample_cell
 
     rng = np.random.default_rng(seed)
     x = np.array([sample_cell(c, difficulty, rng).values for c in SIPAKMED_CLASSES for _ in range(per_class)])
@@ -33,7 +33,7 @@ def oracle_accuracy(difficulty: float, per_class: int, seed: int) -> tuple[float
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.synth_ceiling", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.synth_ceiling", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--difficulty", type=float, nargs="+", default=[0.0, 0.3, 0.4, 0.45, 0.5])
     p.add_argument("--per-class", type=int, default=4000, help="cells drawn per class and difficulty")

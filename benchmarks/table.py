@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.board import isa_summary
+from cytoedge.benchmarks.board import isa_summary
 
 MB = 1 << 20
 COST_COLUMNS = ("model", "format", "GMACs", "GFLOPs", "params M", "file MB", "act. MB", "acc %", "F1 %",

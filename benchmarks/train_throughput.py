@@ -1,6 +1,6 @@
 """Training throughput per model on this machine: images/s of forward + hybrid loss + backward + SGD step.
 
-    python -m benchmarks.train_throughput [--models all] [--batch 16] [--size 224] [--steps 5] [--threads N]
+    python -m cytoedge.benchmarks.train_throughput [--models all] [--batch 16] [--size 224] [--steps 5] [--threads N]
 
 Measures model compute only (random input tensors, no data loading), batch 16 at
 224 x 224 as in the paper's recipe, after one warm-up step. Prints a table.
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 def measure(name: str, batch: int, size: int, steps: int) -> dict[str, float]:
     import torch
 
-    from train.losses import HybridLoss
-    from train.models import create_model
+    from cytoedge.train.losses import HybridLoss
+    from cytoedge.train.models import create_model
 
     torch.manual_seed(0)
     model = create_model(name, 5).train()
@@ -46,9 +46,9 @@ def measure(name: str, batch: int, size: int, steps: int) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from train.models import list_models
+    from cytoedge.train.models import list_models
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.train_throughput", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.train_throughput", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="all", help="comma-separated registry names, or 'all'")
     p.add_argument("--batch", type=int, default=16)

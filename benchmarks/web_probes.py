@@ -1,6 +1,6 @@
 """The web view against a hostile network: threads under a connection flood, and what each probe gets.
 
-    python -m benchmarks.web_probes [--connections 400]
+    python -m cytoedge.benchmarks.web_probes [--connections 400]
 
 Runs ``edge-app serve`` (waitress, the default limits) on a small store as its own process, then:
 
@@ -34,8 +34,8 @@ TOKEN = "bench-token-0123456789abcdef"
 def _store(folder: Path) -> None:
     import numpy as np
 
-    from edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_GROUPS
-    from edge_app.store import CellResult, Store
+    from cytoedge.edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_GROUPS
+    from cytoedge.edge_app.store import CellResult, Store
 
     with Store(folder) as s:
         s.open_slide("demo", list(SIPAKMED_CLASSES), dict(SIPAKMED_GROUPS))
@@ -47,7 +47,7 @@ def _store(folder: Path) -> None:
 
 
 def _serve(store: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "edge_app", "serve", "--out", str(store), "--port", "0", *extra],
+    proc = subprocess.Popen([sys.executable, "-m", "cytoedge.edge_app", "serve", "--out", str(store), "--port", "0", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     m = re.search(r"(http://[^ ]+)", line)
@@ -79,7 +79,7 @@ def _raw(port: int, data: bytes, host: str = "127.0.0.1") -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.web_probes", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.web_probes", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--connections", type=int, default=400)
     a = p.parse_args(argv)

@@ -1,6 +1,6 @@
 """What the web view's live stream costs the device, and how heavy its pages are.
 
-    python -m benchmarks.web_stream_cost [--seconds 6] [--size 2028x1520] [--capture-fps 8] [--view-fps 5]
+    python -m cytoedge.benchmarks.web_stream_cost [--seconds 6] [--size 2028x1520] [--capture-fps 8] [--view-fps 5]
 
 1. Per frame: what publishing costs the capture loop (it keeps a reference), and what
    drawing + shrinking + JPEG-encoding one frame costs the request that asks for it.
@@ -92,7 +92,7 @@ def synthetic_field(w: int, h: int, n_cells: int = 30, seed: int = 0) -> tuple[n
 
 
 def per_frame_costs(image: np.ndarray, boxes, preview_width: int, repeats: int = 20) -> dict[str, float]:
-    from edge_app.web.live import LiveState
+    from cytoedge.edge_app.web.live import LiveState
 
     live = LiveState(preview_width=preview_width)
     labels, groups = ["koilocytotic 0.81"] * len(boxes), ["abnormal"] * len(boxes)
@@ -111,8 +111,8 @@ def per_frame_costs(image: np.ndarray, boxes, preview_width: int, repeats: int =
 
 
 def _bench_store(folder: Path, crop: np.ndarray, n: int = 24) -> None:
-    from edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_GROUPS
-    from edge_app.store import CellResult, Store
+    from cytoedge.edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_GROUPS
+    from cytoedge.edge_app.store import CellResult, Store
 
     with Store(folder) as s:
         s.open_slide("bench", list(SIPAKMED_CLASSES), dict(SIPAKMED_GROUPS))
@@ -125,9 +125,9 @@ def _bench_store(folder: Path, crop: np.ndarray, n: int = 24) -> None:
 def stream_cpu(image: np.ndarray, boxes, args: argparse.Namespace, store: Path) -> list[dict[str, float | str]]:
     import psutil
     from flask import Response
-    from edge_app.web.app import WebConfig, create_app
-    from edge_app.web.live import LiveState
-    from edge_app.web.server import WebServer
+    from cytoedge.edge_app.web.app import WebConfig, create_app
+    from cytoedge.edge_app.web.live import LiveState
+    from cytoedge.edge_app.web.server import WebServer
 
     live = LiveState(preview_width=args.preview_width)
     cfg = WebConfig(store=store, live=live)
@@ -184,8 +184,8 @@ def stream_cpu(image: np.ndarray, boxes, args: argparse.Namespace, store: Path) 
 
 
 def page_weights(store: Path) -> list[tuple[str, int, int]]:
-    from edge_app.web.app import WebConfig, create_app
-    from edge_app.web.live import LiveState
+    from cytoedge.edge_app.web.app import WebConfig, create_app
+    from cytoedge.edge_app.web.live import LiveState
 
     c = create_app(WebConfig(store=store, live=LiveState())).test_client()
     out = []
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import cv2
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.web_stream_cost", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.web_stream_cost", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=6.0, help="wall time per scenario")
     p.add_argument("--size", default="2028x1520", help="camera frame WIDTHxHEIGHT (default: the Pi HQ camera mode)")

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from convert.errors import CalibrationError
-from convert.samples import ImageSet, stratified
-from edge_app.atomic import sha256_file
-from edge_app.preprocess import PreprocessSpec, normalize_crop
+from cytoedge.convert.errors import CalibrationError
+from cytoedge.convert.samples import ImageSet, stratified
+from cytoedge.edge_app.atomic import sha256_file
+from cytoedge.edge_app.preprocess import PreprocessSpec, normalize_crop
 
 MIN_CALIB_IMAGES = 20  # below this the activation ranges of a 5-class model are guesswork (and onnx2tf's own set is 20)
 DEFAULT_CALIB_IMAGES = 200  # measured: see the README ("int8 calibration")

@@ -9,10 +9,10 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from edge_app.atomic import atomic_write_bytes, sha256_file
-from edge_app.card import SCHEMA_VERSION, ArtifactEntry, ModelCard, TensorSpec, describe_artifact
-from edge_app.classes import default_groups
-from edge_app.formats import get_format
+from cytoedge.edge_app.atomic import atomic_write_bytes, sha256_file
+from cytoedge.edge_app.card import SCHEMA_VERSION, ArtifactEntry, ModelCard, TensorSpec, describe_artifact
+from cytoedge.edge_app.classes import default_groups
+from cytoedge.edge_app.formats import get_format
 
 TOOLS = ("cytoedge", "torch", "torchvision", "timm", "onnx", "onnxruntime", "onnxsim", "onnx2tf", "tensorflow",
          "ai-edge-litert", "numpy", "opencv-python")

@@ -16,12 +16,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from convert.calibration import DEFAULT_CALIB_IMAGES, MIN_CALIB_IMAGES
-from convert.errors import AccuracyGateError
-from convert.pipeline import ConvertOptions, convert_bundle  # light: heavy imports happen inside convert_bundle
-from edge_app.clitools import run_cli
-from edge_app.configfile import add_config_option, parse_args
-from edge_app.rejection import SCORES
+from cytoedge.convert.calibration import DEFAULT_CALIB_IMAGES, MIN_CALIB_IMAGES
+from cytoedge.convert.errors import AccuracyGateError
+from cytoedge.convert.pipeline import ConvertOptions, convert_bundle  # light: heavy imports happen inside convert_bundle
+from cytoedge.edge_app.clitools import run_cli
+from cytoedge.edge_app.configfile import add_config_option, parse_args
+from cytoedge.edge_app.rejection import SCORES
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -82,7 +82,7 @@ def get_keygen_parser() -> argparse.ArgumentParser:
 
 
 def _sign(argv: Sequence[str]) -> int:
-    from edge_app.signing import sign_card
+    from cytoedge.edge_app.signing import sign_card
 
     a = get_sign_parser().parse_args(argv)
     print(f"signed {a.model / 'model_card.json'}: {sign_card(a.model, a.key)}")
@@ -90,7 +90,7 @@ def _sign(argv: Sequence[str]) -> int:
 
 
 def _keygen(argv: Sequence[str]) -> int:
-    from edge_app.signing import generate_keypair
+    from cytoedge.edge_app.signing import generate_keypair
 
     a = get_keygen_parser().parse_args(argv)
     key, pub = generate_keypair(a.out)
@@ -112,7 +112,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return (_sign if argv[0] == "sign" else _keygen)(argv[1:])
     args = parse_args(get_parser(), argv)
     if args.sign is not None:
-        from edge_app.signing import load_private_key
+        from cytoedge.edge_app.signing import load_private_key
 
         load_private_key(args.sign)  # a bad key is refused before minutes of conversion
     try:
@@ -126,7 +126,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _sign_written(args: argparse.Namespace) -> None:
     if args.sign is not None:
-        from edge_app.signing import sign_card
+        from cytoedge.edge_app.signing import sign_card
 
         print(f"  signed the card: {sign_card(args.out, args.sign)}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.errors import CytoEdgeError
 
 
 class ConvertError(CytoEdgeError):

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.errors import StageError
-from edge_app.preprocess import PreprocessSpec
+from cytoedge.convert.errors import StageError
+from cytoedge.edge_app.preprocess import PreprocessSpec
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "embedding")

@@ -1,6 +1,6 @@
 """``convert_bundle``: checkpoint bundle -> ONNX -> TFLite fp32 (+ calibrated int8) -> validation -> model card.
 
->>> from convert.pipeline import ConvertOptions
+>>> from cytoedge.convert.pipeline import ConvertOptions
 >>> opts = ConvertOptions(int8=True)
 >>> opts.calib_count(1000), opts.calib_count(120)
 (200, 120)
@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from convert.calibration import DEFAULT_CALIB_IMAGES, SPACES, select_calibration, write_calibration, write_sample_file
-from convert.errors import AccuracyGateError, ConvertError, StageError
-from edge_app.atomic import atomic_write_bytes
-from edge_app.card import CARD_FILE, ModelCard, write_card
-from edge_app.formats import FORMATS, get_format
+from cytoedge.convert.calibration import DEFAULT_CALIB_IMAGES, SPACES, select_calibration, write_calibration, write_sample_file
+from cytoedge.convert.errors import AccuracyGateError, ConvertError, StageError
+from cytoedge.edge_app.atomic import atomic_write_bytes
+from cytoedge.edge_app.card import CARD_FILE, ModelCard, write_card
+from cytoedge.edge_app.formats import FORMATS, get_format
 
 
 @dataclass
@@ -59,7 +59,7 @@ class ConvertOptions:
             raise ConvertError(f"--max-batch must be at least 1, got {self.max_batch}")
         if self.fit_images is not None and self.fit_images < 1:
             raise ConvertError(f"--fit-images must be at least 1, got {self.fit_images}")
-        from edge_app.rejection import SCORES
+        from cytoedge.edge_app.rejection import SCORES
 
         if self.open_set_score not in SCORES:
             raise ConvertError(f"--open-set-score {self.open_set_score!r} is not one of {', '.join(SCORES)}")
@@ -110,7 +110,7 @@ def _refuse_dead_model(net: Any, x: Any, bundle_dir: Path) -> None:
     """A model that gives every image the same scores cannot be calibrated (a zero int8 range): say so first."""
     import torch
 
-    from train.metrics import same_scores_for_every_image
+    from cytoedge.train.metrics import same_scores_for_every_image
 
     with torch.no_grad():
         logits = net(torch.from_numpy(x))[0].numpy()
@@ -127,13 +127,13 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
     when an artifact fails the accuracy gate; other problems raise a typed
     :class:`~convert.errors.ConvertError` (or the bundle's ``BundleError``) before anything is written.
     """
-    from convert import card_writer as cw
-    from convert import samples
-    from convert.onnx_export import compare_with_torch, export_module, export_onnx
-    from convert.runners import OnnxRunner, TorchRunner, batch_difference, normalized
-    from convert.tflite import LOG_FILE, run_onnx2tf
-    from convert.validate import FitSettings, apply_gate, format_table, score
-    from train.bundle import read_bundle
+    from cytoedge.convert import card_writer as cw
+    from cytoedge.convert import samples
+    from cytoedge.convert.onnx_export import compare_with_torch, export_module, export_onnx
+    from cytoedge.convert.runners import OnnxRunner, TorchRunner, batch_difference, normalized
+    from cytoedge.convert.tflite import LOG_FILE, run_onnx2tf
+    from cytoedge.convert.validate import FitSettings, apply_gate, format_table, score
+    from cytoedge.train.bundle import read_bundle
 
     opts = opts or ConvertOptions()
     opts.check()
@@ -205,7 +205,7 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
     threads = opts.threads or os.cpu_count() or 1
     scores, specs, batch_info = {}, {}, {}
     fitting = FitSettings(score=opts.open_set_score, cell_rejection=opts.cell_rejection)
-    from edge_app.crop_features import crop_features
+    from cytoedge.edge_app.crop_features import crop_features
 
     image = (crop_features(val_crops), crop_features(fit_crops)) if "image" in fitting.score else None
     fit_args = dict(class_names=names, groups=bundle.class_groups or None, image=image)
@@ -281,8 +281,8 @@ def _normalization(space: str, folded_into: str) -> str:
 def _litert_runner(path: Path, work: Path, spec: Any, num_classes: int, embedding_dim: int, space: str,
                    threads: int, batch: int) -> Any:
     """A TfliteRunner, built with LiteRT's console line sent to the log; a file it cannot run is a StageError."""
-    from convert.runners import TfliteRunner
-    from convert.tflite import LOG_FILE, captured_output
+    from cytoedge.convert.runners import TfliteRunner
+    from cytoedge.convert.tflite import LOG_FILE, captured_output
 
     try:
         with captured_output(work / LOG_FILE):
@@ -295,7 +295,7 @@ def _litert_runner(path: Path, work: Path, spec: Any, num_classes: int, embeddin
 
 def _finish_work(work: Path, out: Path, keep: bool) -> None:
     """Keep onnx2tf's log beside the card; drop the work folder unless asked to keep it."""
-    from convert.tflite import LOG_FILE
+    from cytoedge.convert.tflite import LOG_FILE
 
     if (work / LOG_FILE).is_file():
         (out / "logs").mkdir(exist_ok=True)

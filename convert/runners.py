@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from convert.errors import StageError
-from edge_app.card import TensorSpec
-from edge_app.preprocess import PreprocessSpec, Quantization, dequantize, normalize_crop, quantize
+from cytoedge.convert.errors import StageError
+from cytoedge.edge_app.card import TensorSpec
+from cytoedge.edge_app.preprocess import PreprocessSpec, Quantization, dequantize, normalize_crop, quantize
 
 
 def normalized(crops: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

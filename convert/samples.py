@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.errors import ConvertError
-from edge_app.preprocess import PreprocessSpec, preprocess
+from cytoedge.convert.errors import ConvertError
+from cytoedge.edge_app.preprocess import PreprocessSpec, preprocess
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def split_images(split: dict, part: str, num_classes: int) -> ImageSet:
 
 def folder_images(data: Path, class_names: list[str]) -> ImageSet:
     """Every image of a SIPaKMeD or ImageFolder tree, its classes mapped onto the bundle's by name."""
-    from train.data.sipakmed import scan_dataset  # the training side's reader: one definition of the tree
+    from cytoedge.train.data.sipakmed import scan_dataset  # the training side's reader: one definition of the tree
 
     index = scan_dataset(data)
     unknown = [c for c in index.class_names if c not in class_names]

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from convert.calibration import ONNX2TF_SAMPLE_FILE, Calibration
-from convert.errors import StageError
-from convert.onnx_export import INPUT_NAME
+from cytoedge.convert.calibration import ONNX2TF_SAMPLE_FILE, Calibration
+from cytoedge.convert.errors import StageError
+from cytoedge.convert.onnx_export import INPUT_NAME
 
 LOG_FILE = "tflite.log"  # onnx2tf and the int8 converter write here
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from convert.errors import StageError
-from edge_app import confidence
-from edge_app.rejection import DEFAULT_CELL_REJECTION, DEFAULT_RANK, DEFAULT_SCORE, OpenSetScore, fit_open_set
+from cytoedge.convert.errors import StageError
+from cytoedge.edge_app import confidence
+from cytoedge.edge_app.rejection import DEFAULT_CELL_REJECTION, DEFAULT_RANK, DEFAULT_SCORE, OpenSetScore, fit_open_set
 
 Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -100,7 +100,7 @@ def score(fmt: str, runner: Runner, val_crops: np.ndarray, val_labels: np.ndarra
     """
     from sklearn.metrics import f1_score
 
-    from train.metrics import classification_metrics
+    from cytoedge.train.metrics import classification_metrics
 
     names = class_names or [str(k) for k in range(num_classes)]
     logits, emb = runner(val_crops)

@@ -1,5 +1,5 @@
-"""``python -m edge_app`` is ``edge-app``."""
+"""``python -m cytoedge.edge_app`` is ``edge-app``."""
 
-from edge_app.cli import main
+from cytoedge.edge_app.cli import main
 
 raise SystemExit(main())

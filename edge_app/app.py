@@ -29,20 +29,20 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from edge_app.boards import BoardProfile, board_check, resolve_board
-from edge_app.classifier import Classifier, Prediction
-from edge_app.display import Display, annotate, status_line
-from edge_app.errors import CytoEdgeError
-from edge_app.finder import Detection, FinderConfig, crops_of, find_cells
-from edge_app.preprocess import as_bgr_uint8
-from edge_app.imagefile import DEFAULT_MAX_PIXELS
-from edge_app.leftovers import WriterLock, after_interrupted_runs
-from edge_app.pipeline import InOrderWriter, Prefetcher
-from edge_app.resume import CommittedFrames, start_slide
-from edge_app.sources import CameraSettings, Frame, FrameSource, open_source
-from edge_app.store import CellResult, Store, check_slide_id
+from cytoedge.edge_app.boards import BoardProfile, board_check, resolve_board
+from cytoedge.edge_app.classifier import Classifier, Prediction
+from cytoedge.edge_app.display import Display, annotate, status_line
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.finder import Detection, FinderConfig, crops_of, find_cells
+from cytoedge.edge_app.preprocess import as_bgr_uint8
+from cytoedge.edge_app.imagefile import DEFAULT_MAX_PIXELS
+from cytoedge.edge_app.leftovers import WriterLock, after_interrupted_runs
+from cytoedge.edge_app.pipeline import InOrderWriter, Prefetcher
+from cytoedge.edge_app.resume import CommittedFrames, start_slide
+from cytoedge.edge_app.sources import CameraSettings, Frame, FrameSource, open_source
+from cytoedge.edge_app.store import CellResult, Store, check_slide_id
 
-log = logging.getLogger("edge_app")
+log = logging.getLogger("cytoedge.edge_app")
 
 
 @dataclass

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import BoardProfileError
+from cytoedge.edge_app.errors import BoardProfileError
 
 HARDWARE_ENV = "CYTOEDGE_HARDWARE"
 INTERPRETERS = ("litert", "tflite-runtime", "tensorflow")

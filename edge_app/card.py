@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_app.atomic import atomic_write_text, sha256_file
-from edge_app.classes import default_groups
-from edge_app.errors import ArtifactIntegrityError, ModelCardError
-from edge_app.formats import get_format
-from edge_app.preprocess import PreprocessSpec, Quantization
-from edge_app.rejection import OpenSetScore
+from cytoedge.edge_app.atomic import atomic_write_text, sha256_file
+from cytoedge.edge_app.classes import default_groups
+from cytoedge.edge_app.errors import ArtifactIntegrityError, ModelCardError
+from cytoedge.edge_app.formats import get_format
+from cytoedge.edge_app.preprocess import PreprocessSpec, Quantization
+from cytoedge.edge_app.rejection import OpenSetScore
 
 # 1: centroid distance + threshold per artifact, raw softmax. 2: an open-set score (any of
 # edge_app.rejection.SCORES) + threshold and a calibration temperature per artifact; the

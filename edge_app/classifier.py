@@ -23,18 +23,18 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.card import ArtifactEntry, ModelCard, TensorSpec, load_card
-from edge_app.classes import UNKNOWN, group_of
-from edge_app.confidence import softmax
-from edge_app.errors import CytoEdgeError, ModelCardError
-from edge_app.formats import get_format
-from edge_app.crop_features import crop_features
-from edge_app.interpreter import LoadedInterpreter, interpreter_class, load_interpreter
-from edge_app.modelcheck import probe_model_file
-from edge_app.preprocess import (Quantization, as_bgr_uint8, dequantize, normalize_crop, pixels_to_input, preprocess,
+from cytoedge.edge_app.card import ArtifactEntry, ModelCard, TensorSpec, load_card
+from cytoedge.edge_app.classes import UNKNOWN, group_of
+from cytoedge.edge_app.confidence import softmax
+from cytoedge.edge_app.errors import CytoEdgeError, ModelCardError
+from cytoedge.edge_app.formats import get_format
+from cytoedge.edge_app.crop_features import crop_features
+from cytoedge.edge_app.interpreter import LoadedInterpreter, interpreter_class, load_interpreter
+from cytoedge.edge_app.modelcheck import probe_model_file
+from cytoedge.edge_app.preprocess import (Quantization, as_bgr_uint8, dequantize, normalize_crop, pixels_to_input, preprocess,
                                  quantize, resize_into)
-from edge_app.rejection import OpenSetScore
-from edge_app.signing import load_trusted_card
+from cytoedge.edge_app.rejection import OpenSetScore
+from cytoedge.edge_app.signing import load_trusted_card
 
 DEVICE_FORMATS = ("tflite-int8", "tflite-fp32")
 

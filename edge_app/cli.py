@@ -20,14 +20,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_app.clitools import fraction_arg, run_cli
-from edge_app.configfile import add_config_option, parse_args
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.clitools import fraction_arg, run_cli
+from cytoedge.edge_app.configfile import add_config_option, parse_args
+from cytoedge.edge_app.errors import CytoEdgeError
 
 if TYPE_CHECKING:
-    from edge_app.app import AppOptions, RunSummary
-    from edge_app.web.live import LiveState
-    from edge_app.web.server import WebServer
+    from cytoedge.edge_app.app import AppOptions, RunSummary
+    from cytoedge.edge_app.web.live import LiveState
+    from cytoedge.edge_app.web.server import WebServer
 
 DEFAULT_OUT = Path("cytoedge-data")
 
@@ -65,9 +65,9 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    from edge_app.finder import FinderConfig
-    from edge_app.imagefile import DEFAULT_MAX_PIXELS
-    from edge_app.store import CROP_POLICIES
+    from cytoedge.edge_app.finder import FinderConfig
+    from cytoedge.edge_app.imagefile import DEFAULT_MAX_PIXELS
+    from cytoedge.edge_app.store import CROP_POLICIES
 
     fc = FinderConfig()
     p = argparse.ArgumentParser(
@@ -138,7 +138,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def get_report_parser() -> argparse.ArgumentParser:
-    from edge_app.report import REPORT_FORMATS, TriageRule
+    from cytoedge.edge_app.report import REPORT_FORMATS, TriageRule
 
     r = TriageRule()
     p = argparse.ArgumentParser(prog="edge-app report", description="The slide report (a screening aid, not a diagnosis).")
@@ -237,8 +237,8 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
 
 
 def _run(argv: Sequence[str]) -> int:
-    from edge_app.app import AppOptions, run
-    from edge_app.finder import FinderConfig
+    from cytoedge.edge_app.app import AppOptions, run
+    from cytoedge.edge_app.finder import FinderConfig
 
     a = parse_args(get_parser(), argv, sections=SUBCOMMANDS)
     logging.basicConfig(format="edge-app: %(message)s", level=logging.WARNING if a.quiet else logging.INFO,
@@ -276,17 +276,17 @@ def _print_summary(s: "RunSummary") -> None:
 
 
 def _web_server(a: argparse.Namespace, live: "LiveState | None" = None) -> "WebServer":
-    from edge_app.web.app import WebConfig
-    from edge_app.web.security import resolve_token
-    from edge_app.web.server import WebServer
+    from cytoedge.edge_app.web.app import WebConfig
+    from cytoedge.edge_app.web.security import resolve_token
+    from cytoedge.edge_app.web.server import WebServer
 
     return WebServer(WebConfig(store=a.out, token=resolve_token(a.host, a.token), live=live), a.host, a.port)
 
 
 def _run_with_web(a: argparse.Namespace, opts: "AppOptions") -> int:
     """Capture with the web view beside it; after the source ends the view stays up until Ctrl-C."""
-    from edge_app.app import default_slide_id, run
-    from edge_app.web.live import LiveState
+    from cytoedge.edge_app.app import default_slide_id, run
+    from cytoedge.edge_app.web.live import LiveState
 
     live = LiveState()
     opts.slide = opts.slide or default_slide_id()
@@ -304,7 +304,7 @@ def _run_with_web(a: argparse.Namespace, opts: "AppOptions") -> int:
 
 
 def _serve(argv: Sequence[str]) -> int:
-    from edge_app.store import DB_FILE
+    from cytoedge.edge_app.store import DB_FILE
 
     a = parse_args(get_serve_parser(), argv, section="serve")
     if not (a.out / DB_FILE).is_file():
@@ -316,8 +316,8 @@ def _serve(argv: Sequence[str]) -> int:
 
 
 def _export_reviews(argv: Sequence[str]) -> int:
-    from edge_app.store import Store
-    from edge_app.web.reviews import export_imagefolder
+    from cytoedge.edge_app.store import Store
+    from cytoedge.edge_app.web.reviews import export_imagefolder
 
     a = parse_args(get_export_reviews_parser(), argv, section="export-reviews")
     with Store(a.out, create=False) as store:
@@ -331,9 +331,9 @@ def _export_reviews(argv: Sequence[str]) -> int:
 
 
 def _report(argv: Sequence[str]) -> int:
-    from edge_app.atomic import atomic_write_text
-    from edge_app.report import TriageRule, build_report, render
-    from edge_app.store import Store
+    from cytoedge.edge_app.atomic import atomic_write_text
+    from cytoedge.edge_app.report import TriageRule, build_report, render
+    from cytoedge.edge_app.store import Store
 
     a = parse_args(get_report_parser(), argv, section="report")
     rule = TriageRule(a.refer_abnormal_cells, a.refer_abnormal_fraction, a.refer_unknown_fraction, a.min_cells)
@@ -348,8 +348,8 @@ def _report(argv: Sequence[str]) -> int:
 
 
 def _classify(argv: Sequence[str]) -> int:
-    from edge_app.classifier import Classifier
-    from edge_app.crops import classify_files, crop_files, print_table, write_csv, write_json
+    from cytoedge.edge_app.classifier import Classifier
+    from cytoedge.edge_app.crops import classify_files, crop_files, print_table, write_csv, write_json
 
     a = get_classify_parser().parse_args(argv)
     logging.basicConfig(format="edge-app: %(message)s", level=logging.WARNING, stream=sys.stderr)
@@ -377,7 +377,7 @@ def _classify(argv: Sequence[str]) -> int:
 
 
 def _store(argv: Sequence[str]) -> int:
-    from edge_app.store_repair import StoreDamagedError, check_store, recover_store
+    from cytoedge.edge_app.store_repair import StoreDamagedError, check_store, recover_store
 
     a = get_store_parser().parse_args(argv)
     if a.action == "check":
@@ -404,7 +404,7 @@ def _store(argv: Sequence[str]) -> int:
 
 
 def _boards(argv: Sequence[str]) -> int:
-    from edge_app.boards import boards_dir, detect_board, list_profiles, load_profile
+    from cytoedge.edge_app.boards import boards_dir, detect_board, list_profiles, load_profile
 
     get_boards_parser().parse_args(argv)
     print(f"profiles in {boards_dir()}:")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.errors import CytoEdgeError
 
 
 def run_cli(prog: str, main: Callable[[Sequence[str] | None], int | None],
@@ -29,7 +29,7 @@ def run_cli(prog: str, main: Callable[[Sequence[str] | None], int | None],
 
 def fraction_arg(text: str) -> float:
     """argparse type for a share: ``0.02`` or ``2%`` (see :func:`edge_app.report.parse_fraction`)."""
-    from edge_app.report import parse_fraction
+    from cytoedge.edge_app.report import parse_fraction
 
     try:
         return parse_fraction(text)

@@ -22,7 +22,7 @@ apply to them too.
 >>> apply_config(p, {"min_cell_aera": 1}, "demo.toml")
 Traceback (most recent call last):
 ...
-edge_app.configfile.ConfigFileError: config file demo.toml: unknown key min_cell_aera (did you mean min_cell_area?); the keys are the long option names with underscores, see --help
+cytoedge.edge_app.configfile.ConfigFileError: config file demo.toml: unknown key min_cell_aera (did you mean min_cell_area?); the keys are the long option names with underscores, see --help
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.errors import CytoEdgeError
 
 CONFIG_HELP = ("TOML file of option values: keys are the long option names with underscores "
                "(--min-cell-area -> min_cell_area); command-line values win")

@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.atomic import atomic_write_text
-from edge_app.errors import CytoEdgeError
-from edge_app.preprocess import as_bgr_uint8
-from edge_app.sources import IMAGE_EXTENSIONS, read_image
+from cytoedge.edge_app.atomic import atomic_write_text
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.preprocess import as_bgr_uint8
+from cytoedge.edge_app.sources import IMAGE_EXTENSIONS, read_image
 
-log = logging.getLogger("edge_app")
+log = logging.getLogger("cytoedge.edge_app")
 ROW_KEYS = ("file", "class", "group", "confidence", "score", "unknown")  # the JSON objects' keys, the CSV header
 BATCH = 64  # crops read before one classify call (memory stays small on a Pi)
 

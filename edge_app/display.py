@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.atomic import atomic_write_bytes
-from edge_app.classes import GROUP_COLOURS_BGR, UNKNOWN
-from edge_app.preprocess import as_bgr_uint8
+from cytoedge.edge_app.atomic import atomic_write_bytes
+from cytoedge.edge_app.classes import GROUP_COLOURS_BGR, UNKNOWN
+from cytoedge.edge_app.preprocess import as_bgr_uint8
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_app.preprocess import as_bgr_uint8
+from cytoedge.edge_app.preprocess import as_bgr_uint8
 
 
 @dataclass(frozen=True)

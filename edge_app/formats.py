@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.errors import CytoEdgeError
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.resume import file_key
+from cytoedge.edge_app.resume import file_key
 
 DEFAULT_MAX_PIXELS = 50_000_000  # a 50 MP colour frame is 150 MB as an array
 HEADER_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "PPM")  # Pillow's names for the extensions we accept

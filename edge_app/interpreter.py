@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import InterpreterUnavailableError, ModelCardError
+from cytoedge.edge_app.errors import InterpreterUnavailableError, ModelCardError
 
 # runtime name -> (module to import, attribute holding the Interpreter class)
 RUNTIMES: dict[str, tuple[str, str]] = {

@@ -19,15 +19,15 @@ import logging
 import os
 from pathlib import Path
 
-from edge_app.errors import StoreError
-from edge_app.store import CROPS_DIR, Store
+from cytoedge.edge_app.errors import StoreError
+from cytoedge.edge_app.store import CROPS_DIR, Store
 
 try:
     import fcntl
 except ImportError:  # not a POSIX system: one writer per store is then the user's to keep
     fcntl = None  # type: ignore[assignment]
 
-log = logging.getLogger("edge_app")
+log = logging.getLogger("cytoedge.edge_app")
 
 LOCK_FILE = "cytoedge.lock"
 TMP_SUFFIX = ".tmp"  # edge_app.atomic's temporary files: ".<name>.<random>.tmp"
@@ -110,7 +110,7 @@ def after_interrupted_runs(store: Store, lock: WriterLock) -> dict[str, int]:
     A damaged file is a :class:`StoreError` (one line: check and recover it). Returns what was done, e.g.
     ``{"interrupted_runs": 1, "orphan_crops": 3, "temporary_files": 1}`` (empty when there was nothing to do).
     Only an interrupted run leaves leftovers, so a store whose runs all ended pays nothing here (on a store of
-    a million cells the check and the sweep take seconds: ``python -m benchmarks.store_damage``).
+    a million cells the check and the sweep take seconds: ``python -m cytoedge.benchmarks.store_damage``).
     """
     if not lock.try_exclusive():
         lock.share()

@@ -9,7 +9,7 @@ package only reads), so :func:`probe_model_file` loads the file and invokes it o
 batch 1 and once at the largest batch the card allows in a **child process**, with zeros
 in, and asks that every output be finite. A crash there (SIGSEGV, SIGABRT), an error, a
 hang or a non-finite output is a :class:`~edge_app.errors.ModelCardError` for the parent,
-which never loads such a file. Measured with ``python -m benchmarks.model_damage``
+which never loads such a file. Measured with ``python -m cytoedge.benchmarks.model_damage``
 (README, "Reliability").
 
 A file that passed is remembered by its SHA-256 and the runtime's version (an empty
@@ -25,8 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge_app.errors import ModelCardError
-from edge_app.interpreter import RUNTIMES
+from cytoedge.edge_app.errors import ModelCardError
+from cytoedge.edge_app.interpreter import RUNTIMES
 
 PROBE_TIMEOUT_S = 120.0
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.atomic import atomic_write_text
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.atomic import atomic_write_text
+from cytoedge.edge_app.errors import CytoEdgeError
 
 _SEPARATORS = re.compile(r"[,;\s]+")
 

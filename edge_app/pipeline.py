@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-log = logging.getLogger("edge_app")
+log = logging.getLogger("cytoedge.edge_app")
 
 T = TypeVar("T")
 _END = object()

@@ -17,10 +17,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from edge_app.classes import ABNORMAL, GROUPS, UNKNOWN
-from edge_app.csvsafe import SafeWriter
-from edge_app.errors import CytoEdgeError
-from edge_app.store import SlideCounts, Store, now_iso
+from cytoedge.edge_app.classes import ABNORMAL, GROUPS, UNKNOWN
+from cytoedge.edge_app.csvsafe import SafeWriter
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.store import SlideCounts, Store, now_iso
 
 DISCLAIMER = ("Screening aid, not a diagnosis: these figures come from an automatic classifier and must be "
               "confirmed by a qualified cytotechnologist or pathologist before any clinical decision.")

@@ -24,9 +24,9 @@ import hashlib
 import logging
 import os
 
-from edge_app.store import Store
+from cytoedge.edge_app.store import Store
 
-log = logging.getLogger("edge_app")
+log = logging.getLogger("cytoedge.edge_app")
 
 VIDEO_SAMPLE = 1 << 20  # bytes hashed at each end of a video file
 

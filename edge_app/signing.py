@@ -26,9 +26,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edge_app.atomic import atomic_write_bytes, atomic_write_json
-from edge_app.card import ModelCard, card_path, parse_card
-from edge_app.errors import CytoEdgeError, ModelCardError
+from cytoedge.edge_app.atomic import atomic_write_bytes, atomic_write_json
+from cytoedge.edge_app.card import ModelCard, card_path, parse_card
+from cytoedge.edge_app.errors import CytoEdgeError, ModelCardError
 
 SIG_SUFFIX = ".sig"
 ALGORITHM = "ed25519"

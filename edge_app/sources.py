@@ -35,9 +35,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge_app.errors import CameraUnavailableError, SourceError
-from edge_app.imagefile import DEFAULT_MAX_PIXELS, UNREADABLE, NativeStderr, read_frame_file
-from edge_app.resume import video_fingerprint, video_key
+from cytoedge.edge_app.errors import CameraUnavailableError, SourceError
+from cytoedge.edge_app.imagefile import DEFAULT_MAX_PIXELS, UNREADABLE, NativeStderr, read_frame_file
+from cytoedge.edge_app.resume import video_fingerprint, video_key
 
 log = logging.getLogger(__name__)
 

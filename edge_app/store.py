@@ -35,9 +35,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from edge_app.atomic import atomic_write_bytes, fsync_dir
-from edge_app.classes import ABNORMAL, GROUPS, UNKNOWN
-from edge_app.errors import CytoEdgeError, StoreError
+from cytoedge.edge_app.atomic import atomic_write_bytes, fsync_dir
+from cytoedge.edge_app.classes import ABNORMAL, GROUPS, UNKNOWN
+from cytoedge.edge_app.errors import CytoEdgeError, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge_app.atomic import fsync_dir
-from edge_app.errors import StoreError
-from edge_app.store import DB_FILE, MAX_ROWID, Store
+from cytoedge.edge_app.atomic import fsync_dir
+from cytoedge.edge_app.errors import StoreError
+from cytoedge.edge_app.store import DB_FILE, MAX_ROWID, Store
 
 BATCH = 500
 TABLES = ("slides", "runs", "frames", "cells", "reviews")  # parents before children
@@ -206,7 +206,7 @@ def _insert(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) ->
 
 def recover_store(folder: str | Path, to: str | Path | None = None) -> RecoverResult:
     """Copy every readable row of the store's file into a new one; in place (damaged file kept) unless ``to``."""
-    from edge_app.leftovers import WriterLock, remove_leftovers
+    from cytoedge.edge_app.leftovers import WriterLock, remove_leftovers
 
     folder = Path(folder)
     db = folder / DB_FILE

@@ -53,7 +53,7 @@ def no_network(monkeypatch):
 def synth_tree(tmp_path_factory):
     """A small synthetic SIPaKMeD-shaped tree (5 classes x 24 crops from 4 frames each, 2 slide fields,
     6 non-cell crops per kind in negatives/ and ood/)."""
-    from train.data.synth import SynthOptions, generate
+    from cytoedge.train.data.synth import SynthOptions, generate
 
     out = tmp_path_factory.mktemp("synth") / "data"
     generate(SynthOptions(out=out, per_class=24, frames=4, seed=0, fields=2, frame_size=(640, 480), non_cells=6))
@@ -69,8 +69,8 @@ def tiny_bundle(synth_tree, tmp_path_factory):
 
     Shared by the conversion, device and benchmark tests: build on it rather than training another model.
     """
-    from train.config import TrainConfig
-    from train.run import run_training
+    from cytoedge.train.config import TrainConfig
+    from cytoedge.train.run import run_training
 
     out = tmp_path_factory.mktemp("tiny_run") / "run"
     cfg = TrainConfig(data=str(synth_tree), out=str(out), model="shufflenet_v2_x1_0", input_size=64, folds=2, fold=0,
@@ -113,7 +113,7 @@ class Conversion:
 
 
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    from convert.cli import main
+    from cytoedge.convert.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -21,11 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edge_app.atomic import atomic_write_json, sha256_file
-from edge_app.classes import default_groups
-from edge_app.errors import CytoEdgeError
-from edge_app.preprocess import PreprocessSpec
-from train.errors import BundleError
+from cytoedge.edge_app.atomic import atomic_write_json, sha256_file
+from cytoedge.edge_app.classes import default_groups
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.preprocess import PreprocessSpec
+from cytoedge.train.errors import BundleError
 
 BUNDLE_VERSION = 1
 WEIGHTS_FILE, META_FILE, SPLIT_FILE = "weights.pt", "bundle.json", "split.json"
@@ -96,7 +96,7 @@ class Bundle:
 
     def load_model(self) -> Any:
         """Rebuild the network and load ``weights.pt`` (checked against its SHA-256)."""
-        from train.models import create_model
+        from cytoedge.train.models import create_model
 
         wpath = self.path(WEIGHTS_FILE)
         if not wpath.is_file():
@@ -139,7 +139,7 @@ def write_bundle(directory: str | Path, bundle: Bundle, state_dict: dict[str, An
 
     import torch
 
-    from edge_app.atomic import atomic_write_bytes
+    from cytoedge.edge_app.atomic import atomic_write_bytes
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@
   edge-train --data data/synth --model shufflenet_v2_x1_0 --folds 5 --out runs/shufflenet
   edge-train --resume --out runs/shufflenet            continue a killed run
   edge-train tune --data data/synth --trials 20 --out runs/tune   hyper-parameter search (edge-train tune --help)
-  torchrun --nproc-per-node 4 -m train.cli --data ...  several GPUs (DistributedDataParallel)
+  torchrun --nproc-per-node 4 -m cytoedge.train.cli --data ...  several GPUs (DistributedDataParallel)
 
 Defaults are the paper's recipe (SGD momentum 0.9, weight decay 0.005, lr 1e-4 x0.1 at
 epochs 30 and 60, 100 epochs, batch 16, 5 folds); every value can also come from
@@ -19,8 +19,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
-from edge_app.clitools import run_cli
-from train.config import TrainConfig, list_item_type, load_config_file, resolve_config
+from cytoedge.edge_app.clitools import run_cli
+from cytoedge.train.config import TrainConfig, list_item_type, load_config_file, resolve_config
 
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
@@ -57,8 +57,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def resume_config(cli_values: dict, file_values: dict) -> TrainConfig:
     """--resume continues the saved run exactly; options that would change it are refused."""
-    from train.errors import ConfigError
-    from train.run import load_saved_config
+    from cytoedge.train.errors import ConfigError
+    from cytoedge.train.run import load_saved_config
 
     if not cli_values.get("out"):
         raise ConfigError("--resume needs --out RUN_FOLDER (the folder of the run to continue)")
@@ -74,16 +74,16 @@ def resume_config(cli_values: dict, file_values: dict) -> TrainConfig:
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "synth":
-        from train.data.synth import main as synth_main
+        from cytoedge.train.data.synth import main as synth_main
 
         return synth_main(argv[1:])
     if argv and argv[0] == "tune":
-        from train.tune_cli import main as tune_main
+        from cytoedge.train.tune_cli import main as tune_main
 
         return tune_main(argv[1:])
     args = get_parser().parse_args(argv)
     if args.list_models:
-        from train.models import get_model_info, list_models
+        from cytoedge.train.models import get_model_info, list_models
 
         for name in list_models():
             info = get_model_info(name)
@@ -95,7 +95,7 @@ def _main(argv: Sequence[str] | None) -> int:
         cfg = resume_config(cli_values, file_values)
     else:
         cfg = resolve_config(file_values, cli_values).validate()
-    from train.run import run_training
+    from cytoedge.train.run import run_training
 
     run_training(cfg, resume=args.resume)
     return 0
@@ -105,5 +105,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_cli("edge-train", _main, argv)
 
 
-if __name__ == "__main__":  # torchrun -m train.cli
+if __name__ == "__main__":  # torchrun -m cytoedge.train.cli
     raise SystemExit(main())

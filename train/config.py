@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from edge_app.configfile import read_config_file, unknown_key_message
+from cytoedge.edge_app.configfile import read_config_file, unknown_key_message
 
-from train.errors import ConfigError
-from train.models.registry import DEFAULT_EMBEDDING, EMBEDDINGS, get_model_info
+from cytoedge.train.errors import ConfigError
+from cytoedge.train.models.registry import DEFAULT_EMBEDDING, EMBEDDINGS, get_model_info
 
 
 MININGS = ("batch_hard", "batch_all")  # triplet mining strategies (train.losses implements them)

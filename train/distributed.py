@@ -30,7 +30,7 @@ def init_distributed(device_pref: str) -> tuple[DistInfo, torch.device]:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     info = DistInfo(rank, world, local)
     if device_pref.startswith("cuda") and not torch.cuda.is_available():
-        from train.errors import ConfigError
+        from cytoedge.train.errors import ConfigError
 
         raise ConfigError(f"--device {device_pref}: no CUDA device is available here; use --device cpu or auto")
     use_cuda = device_pref.startswith("cuda") or (device_pref == "auto" and torch.cuda.is_available())

@@ -1,6 +1,6 @@
 """Typed errors of the training side (all are :class:`edge_app.errors.CytoEdgeError`)."""
 
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.errors import CytoEdgeError
 
 
 class DataError(CytoEdgeError):

@@ -6,8 +6,8 @@ from collections import Counter
 
 import numpy as np
 
-from train.data.sipakmed import Sample
-from train.errors import DataError
+from cytoedge.train.data.sipakmed import Sample
+from cytoedge.train.errors import DataError
 
 
 def make_folds(samples: list[Sample], class_names: list[str], k: int, *, groups: bool = True,

@@ -21,21 +21,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from edge_app.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from edge_app.classes import default_groups
-from edge_app.preprocess import PreprocessSpec
-from edge_app.rejection import fit_rejection
-from train.bundle import Bundle, load_torch_file, write_bundle
-from train.config import TrainConfig
-from train.data.dataset import CellDataset
-from train.data.samplers import PKBatchSampler
-from train.data.sipakmed import DatasetIndex
-from train.data.transforms import Augmentation
-from train.distributed import DistInfo, barrier
-from train.errors import CheckpointError, TrainingDivergedError
-from train.losses import HybridLoss, outlier_exposure_loss
-from train.metrics import classification_metrics, same_scores_for_every_image
-from train.models import create_model, get_model_info
+from cytoedge.edge_app.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from cytoedge.edge_app.classes import default_groups
+from cytoedge.edge_app.preprocess import PreprocessSpec
+from cytoedge.edge_app.rejection import fit_rejection
+from cytoedge.train.bundle import Bundle, load_torch_file, write_bundle
+from cytoedge.train.config import TrainConfig
+from cytoedge.train.data.dataset import CellDataset
+from cytoedge.train.data.samplers import PKBatchSampler
+from cytoedge.train.data.sipakmed import DatasetIndex
+from cytoedge.train.data.transforms import Augmentation
+from cytoedge.train.distributed import DistInfo, barrier
+from cytoedge.train.errors import CheckpointError, TrainingDivergedError
+from cytoedge.train.losses import HybridLoss, outlier_exposure_loss
+from cytoedge.train.metrics import classification_metrics, same_scores_for_every_image
+from cytoedge.train.models import create_model, get_model_info
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -115,8 +115,8 @@ def negatives_dataset(cfg: TrainConfig, spec: PreprocessSpec) -> CellDataset | N
     """The non-cell crops of ``--negatives`` (outlier exposure), augmented like the cells; None when off."""
     if not cfg.negatives:
         return None
-    from edge_app.crops import crop_files
-    from train.data.sipakmed import Sample
+    from cytoedge.edge_app.crops import crop_files
+    from cytoedge.train.data.sipakmed import Sample
 
     files = crop_files([cfg.negatives])
     return CellDataset([Sample(f, -1, f"negatives/{f.parent.name}") for f in files], spec, train=True)
@@ -192,7 +192,7 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
                dist: DistInfo, device: torch.device, resume: bool, on_epoch: EpochCallback | None = None) -> FoldResult:
     from tqdm import tqdm
 
-    from train.plots import plot_confusion, plot_curves
+    from cytoedge.train.plots import plot_confusion, plot_curves
 
     fold_dir = Path(cfg.out) / f"fold_{fold}"
     fold_dir.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from train.config import MININGS
+from cytoedge.train.config import MININGS
 
 
 @dataclass

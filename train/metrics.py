@@ -23,7 +23,7 @@ def abnormal_figures(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[s
     """Sensitivity and specificity of "abnormal group vs the rest" (class indices in, figures out)."""
     from sklearn.metrics import recall_score
 
-    from edge_app.classes import abnormal_indices
+    from cytoedge.edge_app.classes import abnormal_indices
 
     ab = abnormal_indices(class_names, groups)
     t, p = np.isin(y_true, ab), np.isin(y_pred, ab)
@@ -99,7 +99,7 @@ def abnormal_sensitivity_at_specificity(y_true: np.ndarray, probs: np.ndarray, c
     """
     from sklearn.metrics import roc_curve
 
-    from edge_app.classes import ABNORMAL, group_of
+    from cytoedge.edge_app.classes import ABNORMAL, group_of
 
     abnormal = [k for k, c in enumerate(class_names) if group_of(c) == ABNORMAL]
     positive = np.isin(np.asarray(y_true), abnormal)

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from edge_app.atomic import atomic_write_bytes
+from cytoedge.edge_app.atomic import atomic_write_bytes
 
 
 def use_agg() -> None:

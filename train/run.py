@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_app.atomic import atomic_write_json
-from train.config import TrainConfig
-from train.data.sipakmed import DatasetIndex, scan_dataset
-from train.errors import ConfigError
-from train.metrics import METRIC_KEYS, mean_std
+from cytoedge.edge_app.atomic import atomic_write_json
+from cytoedge.train.config import TrainConfig
+from cytoedge.train.data.sipakmed import DatasetIndex, scan_dataset
+from cytoedge.train.errors import ConfigError
+from cytoedge.train.metrics import METRIC_KEYS, mean_std
 
 if TYPE_CHECKING:
-    from train.loop import EpochCallback
+    from cytoedge.train.loop import EpochCallback
 
 CONFIG_FILE, SUMMARY_FILE = "config.json", "summary.json"
 
@@ -142,7 +142,7 @@ def check_initial_weights(cfg: TrainConfig) -> None:
     """Load the ImageNet weights asked for once before anything is written: a missing file is a one-line
     error that leaves no half-made run folder behind (and a download, when online, lands in the cache first)."""
     if cfg.pretrained or cfg.weights:
-        from train.models import create_model
+        from cytoedge.train.models import create_model
 
         create_model(cfg.model, 2, pretrained=cfg.pretrained, weights=cfg.weights or None, embedding=cfg.embedding)
 
@@ -156,9 +156,9 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, on_epoch: "EpochCall
     """
     import torch
 
-    from train.distributed import barrier, init_distributed, shutdown
-    from train.folds import make_folds
-    from train.loop import train_fold
+    from cytoedge.train.distributed import barrier, init_distributed, shutdown
+    from cytoedge.train.folds import make_folds
+    from cytoedge.train.loop import train_fold
 
     cfg.validate()
     if cfg.threads:

@@ -15,8 +15,8 @@ storage; ``--trials N`` counts finished trials (complete or pruned) of the whole
 
 Python API (the CLI is a thin layer over it)::
 
-    from train.config import TrainConfig
-    from train.tune import TuneOptions, run_tune
+    from cytoedge.train.config import TrainConfig
+    from cytoedge.train.tune import TuneOptions, run_tune
 
     result = run_tune(TuneOptions(TrainConfig(data="data/synth", input_size=128, folds=2, fold=0, epochs=6,
                                               grad_clip=5), out="runs/tune", trials=20))
@@ -37,10 +37,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import CytoEdgeError
-from train.config import TrainConfig
-from train.errors import ConfigError, TrainingDivergedError
-from train.tune_space import DEFAULT_SPACE, ParamRange, check_space, suggest
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.train.config import TrainConfig
+from cytoedge.train.errors import ConfigError, TrainingDivergedError
+from cytoedge.train.tune_space import DEFAULT_SPACE, ParamRange, check_space, suggest
 
 OBJECTIVES = {
     "macro-f1": "macro-F1",
@@ -130,7 +130,7 @@ def epoch_objective(opts: TuneOptions, logits: Any, labels: Any, class_names: li
     """The objective on one set of validation predictions (per epoch, and per fold at the end)."""
     import numpy as np
 
-    from train.metrics import abnormal_sensitivity_at_specificity, classification_metrics
+    from cytoedge.train.metrics import abnormal_sensitivity_at_specificity, classification_metrics
 
     if opts.objective == "macro-f1":
         return classification_metrics(labels, np.asarray(logits).argmax(1), class_names)["f1"]
@@ -342,7 +342,7 @@ def _run_trial(study: Any, trial: Any, opts: TuneOptions, say: Callable[[str], N
     import optuna
     from optuna.trial import TrialState
 
-    from train.run import CONFIG_FILE, run_training
+    from cytoedge.train.run import CONFIG_FILE, run_training
 
     values = suggest(trial, opts.search)
     run_dir = Path(trial.user_attrs.get("run_dir") or Path(opts.out) / TRIALS_DIR / f"{trial.number:03d}")
@@ -355,7 +355,7 @@ def _run_trial(study: Any, trial: Any, opts: TuneOptions, say: Callable[[str], N
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     try:
-        with open(run_dir / "train.log", "a", encoding="utf-8") as log, \
+        with open(run_dir / "cytoedge.train.log", "a", encoding="utf-8") as log, \
                 contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             run_training(cfg, resume=resume, on_epoch=_Reporter(trial, opts, say))
     except optuna.TrialPruned as exc:
@@ -397,7 +397,7 @@ def _work(opts: TuneOptions, worker: int, deadline: float | None, say: Callable[
     """Start trials until the study holds ``opts.trials`` finished or running ones, or the deadline passes."""
     from optuna.trial import TrialState
 
-    from train.tune_report import write_best
+    from cytoedge.train.tune_report import write_best
 
     study = _load_study(opts)
     done = 0
@@ -426,7 +426,7 @@ def _worker_main(opts: TuneOptions, worker: int, deadline: float | None, threads
     """Entry point of a --jobs process: dies with its parent, shares the cores, turns errors into one line."""
     import torch
 
-    from edge_app.clitools import run_cli
+    from cytoedge.edge_app.clitools import run_cli
 
     with contextlib.suppress(Exception):  # Linux: be killed with the parent (kill -9 of the search)
         import ctypes
@@ -451,14 +451,14 @@ def _printer(stream: Any) -> Callable[[str], None]:
 
 def run_tune(opts: TuneOptions, say: Callable[[str], None] | None = None) -> TuneResult:
     """Search (or continue searching) until the study holds ``opts.trials`` finished trials; write run.toml and plots."""
-    from train.data.sipakmed import scan_dataset
-    from train.tune_report import print_summary, write_best, write_plots
+    from cytoedge.train.data.sipakmed import scan_dataset
+    from cytoedge.train.tune_report import print_summary, write_best, write_plots
 
     say = say or _printer(sys.stdout)
     opts.validate()
     index = scan_dataset(opts.train.data)  # a bad data folder fails here, once, not in every trial
     if opts.objective == "abnormal-sensitivity":
-        from edge_app.classes import ABNORMAL, group_of
+        from cytoedge.edge_app.classes import ABNORMAL, group_of
 
         if not any(group_of(c) == ABNORMAL for c in index.class_names):
             raise ConfigError(f"--objective abnormal-sensitivity needs abnormal-group classes (koilocytotic, "

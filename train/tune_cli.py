@@ -23,20 +23,20 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from edge_app.clitools import fraction_arg
-from edge_app.configfile import apply_config, config_path, read_config_file
-from train.config import FIELD_TYPES, TrainConfig, config_values, resolve_config
-from train.errors import ConfigError
+from cytoedge.edge_app.clitools import fraction_arg
+from cytoedge.edge_app.configfile import apply_config, config_path, read_config_file
+from cytoedge.train.config import FIELD_TYPES, TrainConfig, config_values, resolve_config
+from cytoedge.train.errors import ConfigError
 
 if TYPE_CHECKING:
-    from train.tune import TuneOptions
+    from cytoedge.train.tune import TuneOptions
 
 DEFAULT_OUT = "runs/tune"
 
 
 def get_parser() -> argparse.ArgumentParser:
-    from train.cli import add_config_options
-    from train.tune import OBJECTIVES, TuneOptions
+    from cytoedge.train.cli import add_config_options
+    from cytoedge.train.tune import OBJECTIVES, TuneOptions
 
     d = TuneOptions(TrainConfig())
     p = argparse.ArgumentParser(prog="edge-train tune", description=__doc__,
@@ -77,8 +77,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def options_from_argv(argv: Sequence[str]) -> "TuneOptions":
-    from train.tune import TuneOptions
-    from train.tune_space import parse_search, search_fixed
+    from cytoedge.train.tune import TuneOptions
+    from cytoedge.train.tune_space import parse_search, search_fixed
 
     argv = list(argv)
     parser = get_parser()
@@ -111,7 +111,7 @@ def options_from_argv(argv: Sequence[str]) -> "TuneOptions":
 
 
 def main(argv: Sequence[str]) -> int:
-    from train.tune import run_tune
+    from cytoedge.train.tune import run_tune
 
     run_tune(options_from_argv(argv))
     return 0

@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from edge_app.atomic import atomic_write_json, atomic_write_text
+from cytoedge.edge_app.atomic import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
-    from train.tune import TuneOptions
+    from cytoedge.train.tune import TuneOptions
 
 RUN_TOML, BEST_JSON = "run.toml", "best.json"
 
@@ -34,7 +34,7 @@ def run_toml_text(study: Any, opts: "TuneOptions", best: Any) -> str:
     """The best trial as an edge-train config file, with a header that says where it came from."""
     import tomli_w
 
-    from train.tune import state_counts
+    from cytoedge.train.tune import state_counts
 
     out = Path(opts.out)
     # the trial's own thread count: run.toml then repeats the trial bit for bit (0, all cores, rounds differently)
@@ -65,7 +65,7 @@ def write_best(study: Any, opts: "TuneOptions") -> Any | None:
         return None
     out = Path(opts.out)
     atomic_write_text(out / RUN_TOML, run_toml_text(study, opts, best))
-    from train.tune import options_dict, state_counts
+    from cytoedge.train.tune import options_dict, state_counts
 
     atomic_write_json(out / BEST_JSON, {
         "study": opts.name, "storage": opts.storage_url, "trial": best.number, "objective": opts.objective,
@@ -83,7 +83,7 @@ def write_plots(study: Any, out: Path, say: Callable[[str], None]) -> list[Path]
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as ovm
 
-    from train.plots import save_figure, use_agg
+    from cytoedge.train.plots import save_figure, use_agg
 
     use_agg()
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -112,8 +112,8 @@ def write_plots(study: Any, out: Path, say: Callable[[str], None]) -> list[Path]
 def edge_notes(params: dict[str, Any], opts: "TuneOptions", edge: float = 0.1) -> list[str]:
     """Best values in the outer tenth of their range (log scale where searched so): the optimum may lie outside.
 
-    >>> from train.config import TrainConfig
-    >>> from train.tune import TuneOptions
+    >>> from cytoedge.train.config import TrainConfig
+    >>> from cytoedge.train.tune import TuneOptions
     >>> edge_notes({"lr": 0.089, "margin": 1.0}, TuneOptions(TrainConfig()))
     ['lr 0.089 is at the top of its range 0.0001..0.1: widen it in the [search] table to see past it']
     """
@@ -139,7 +139,7 @@ def print_summary(study: Any, opts: "TuneOptions", say: Callable[[str], None], t
     from rich.console import Console
     from rich.table import Table
 
-    from train.tune import state_counts
+    from cytoedge.train.tune import state_counts
 
     from optuna.trial import TrialState
 

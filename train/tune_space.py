@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from train.config import FIELD_TYPES, TrainConfig, coerce_value
-from train.errors import ConfigError
+from cytoedge.train.config import FIELD_TYPES, TrainConfig, coerce_value
+from cytoedge.train.errors import ConfigError
 
 LOG_BY_DEFAULT = frozenset({"lr", "weight_decay", "lam"})  # scale-free values: searched on a log scale
 
@@ -108,7 +108,7 @@ def parse_search(table: dict[str, Any]) -> dict[str, ParamRange]:
     space = dict(DEFAULT_SPACE)
     for name, value in table.items():
         if name not in FIELD_TYPES:
-            from edge_app.configfile import unknown_key_message
+            from cytoedge.edge_app.configfile import unknown_key_message
 
             raise ConfigError(unknown_key_message("[search]", name, FIELD_TYPES).replace("config file ", ""))
         if name in NOT_SEARCHABLE:

@@ -28,14 +28,14 @@ from urllib.parse import urlencode
 from flask import Flask, Response, abort, flash, jsonify, redirect, render_template, request, send_file, session, url_for
 from werkzeug.exceptions import HTTPException
 
-from edge_app.classes import GROUPS
-from edge_app.errors import CytoEdgeError, StoreError
-from edge_app.report import REPORT_FORMATS, TriageRule, build_report, render, triage
-from edge_app.store import DB_FILE, Store, check_slide_id
-from edge_app.web.live import LiveState
-from edge_app.web.reviews import (NOT_A_CELL, ReviewError, add_review, allowed_labels, cell_id_of, export_zip,
+from cytoedge.edge_app.classes import GROUPS
+from cytoedge.edge_app.errors import CytoEdgeError, StoreError
+from cytoedge.edge_app.report import REPORT_FORMATS, TriageRule, build_report, render, triage
+from cytoedge.edge_app.store import DB_FILE, Store, check_slide_id
+from cytoedge.edge_app.web.live import LiveState
+from cytoedge.edge_app.web.reviews import (NOT_A_CELL, ReviewError, add_review, allowed_labels, cell_id_of, export_zip,
                                   reviews, review_queue)
-from edge_app.web.security import (CSRF_FIELD, CSRF_HEADER, LOCAL_NAMES, TOKEN_COOKIE, has_control_chars,
+from cytoedge.edge_app.web.security import (CSRF_FIELD, CSRF_HEADER, LOCAL_NAMES, TOKEN_COOKIE, has_control_chars,
                                    local_path, new_csrf_token, presented_token, same_origin, token_matches)
 
 _MIMES = {"md": "text/markdown; charset=utf-8", "json": "application/json", "csv": "text/csv; charset=utf-8"}

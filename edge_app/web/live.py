@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.display import annotate
+from cytoedge.edge_app.display import annotate
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_app.atomic import atomic_write_bytes, atomic_write_text
-from edge_app.csvsafe import SafeWriter
-from edge_app.errors import CytoEdgeError
-from edge_app.store import MAX_ROWID, CellRecord, Store, db_errors, now_iso
+from cytoedge.edge_app.atomic import atomic_write_bytes, atomic_write_text
+from cytoedge.edge_app.csvsafe import SafeWriter
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.store import MAX_ROWID, CellRecord, Store, db_errors, now_iso
 
 NOT_A_CELL = "not_a_cell"  # the reviewer's label for debris, a fold or an out-of-focus blob
 MAX_REVIEWER = 64  # characters

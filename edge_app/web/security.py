@@ -22,7 +22,7 @@ import string
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.errors import CytoEdgeError
 
 TOKEN_COOKIE = "cytoedge_token"
 TOKEN_HEADER = "X-CytoEdge-Token"

@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from edge_app.errors import CytoEdgeError
-from edge_app.web.app import WebConfig, create_app
-from edge_app.web.security import is_local
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.web.app import WebConfig, create_app
+from cytoedge.edge_app.web.security import is_local
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ sed -e "s#/home/pi/cytoedge-data#$HOME/cytoedge-data#" -e "s#/home/pi/cytoedge#$
 $SUDO chmod 644 "$CONF"
 PY="${VENV:-$REPO/.venv}/bin/python"
 if [ -x "$PY" ]; then
-    "$PY" -c "import sys; from edge_app.cli import SUBCOMMANDS, get_parser; from edge_app.clitools import run_cli; \
-from edge_app.configfile import parse_args; \
+    "$PY" -c "import sys; from cytoedge.edge_app.cli import SUBCOMMANDS, get_parser; from cytoedge.edge_app.clitools import run_cli; \
+from cytoedge.edge_app.configfile import parse_args; \
 sys.exit(run_cli('edge-app', lambda argv: parse_args(get_parser(), argv, sections=SUBCOMMANDS) and 0, ['--config', sys.argv[1]]))" "$CONF" \
         && echo "setup: $CONF is valid" || echo "setup: warning: fix $CONF (the line above says what is wrong)" >&2
 fi

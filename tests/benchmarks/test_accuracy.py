@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.accuracy import clinical, load_labelled, macro_f1, score
-from edge_app.classes import SIPAKMED_CLASSES
-from edge_app.errors import CytoEdgeError
+from cytoedge.benchmarks.accuracy import clinical, load_labelled, macro_f1, score
+from cytoedge.edge_app.classes import SIPAKMED_CLASSES
+from cytoedge.edge_app.errors import CytoEdgeError
 
 
 def test_macro_f1_equals_scikit_learn():
@@ -32,7 +32,7 @@ def test_clinical_figures_equal_scikit_learn_and_train_metrics():
     """The numpy figures bench-device reports on a Pi equal the scikit-learn ones edge-train and edge-convert report."""
     from sklearn.metrics import precision_score, recall_score
 
-    from train.metrics import classification_metrics
+    from cytoedge.train.metrics import classification_metrics
 
     names = list(SIPAKMED_CLASSES)
     rng = np.random.default_rng(2)

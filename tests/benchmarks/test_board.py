@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.board import (EMULATED_ENV, board_info, board_slug, isa_summary, parse_pi_throttled, thermal_snapshot,
+from cytoedge.benchmarks.board import (EMULATED_ENV, board_info, board_slug, isa_summary, parse_pi_throttled, thermal_snapshot,
                               throttle_warning)
-from edge_app.boards import detect_board, load_profile
+from cytoedge.edge_app.boards import detect_board, load_profile
 
 PI_CPUINFO = Path(__file__).resolve().parents[2] / "hardware/pi/check/cpuinfo"  # what make pi-check mounts
 

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from benchmarks.cli import main
-from benchmarks.report import build_report
-from edge_app.atomic import sha256_file
+from cytoedge.benchmarks.cli import main
+from cytoedge.benchmarks.report import build_report
+from cytoedge.edge_app.atomic import sha256_file
 
 FAST = ["--warmup", "1", "--min-time", "0", "--min-runs", "5", "--quiet"]
 
@@ -166,7 +166,7 @@ def test_a_format_failing_mid_run_is_recorded_and_the_rest_still_run(bench_resul
 
 def test_a_named_board_that_is_not_this_machine_is_warned_about_and_both_are_recorded(bench_results, tmp_path,
                                                                                       capsys):
-    from edge_app.boards import detect_board
+    from cytoedge.edge_app.boards import detect_board
 
     here = detect_board().name
     assert main([str(tmp_path / "no-model"), "--board", "rpi5", "--quiet"]) == 2  # warned even with --quiet
@@ -199,7 +199,7 @@ def test_report_merges_boards_into_markdown_and_self_contained_html(bench_result
 
 
 def test_report_shows_isa_features_and_marks_an_emulated_board(bench_results, tmp_path, capsys):
-    from benchmarks.board import isa_features, isa_summary
+    from cytoedge.benchmarks.board import isa_features, isa_summary
 
     results = _copy(bench_results, tmp_path / "results")
     x86 = next(p for p in results.iterdir() if p.name != "rpi5")
@@ -227,7 +227,7 @@ def test_report_refuses_an_empty_folder_and_a_foreign_json(tmp_path, capsys):
 
 
 def test_probe_timeout_is_a_failed_row_not_a_crash(bench_model):
-    from benchmarks.probe import ProbeConfig, run_probe
+    from cytoedge.benchmarks.probe import ProbeConfig, run_probe
 
     res = run_probe(ProbeConfig(str(bench_model), "tflite-int8", 1, 1, timeout_s=0.05))
     assert res.status == "failed" and "timed out" in res.reason
@@ -244,7 +244,7 @@ class NoHeavy(MetaPathFinder):  # a Pi with only the [edge] dependencies
         return None
 
 sys.meta_path.insert(0, NoHeavy())
-from benchmarks.cli import main
+from cytoedge.benchmarks.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -269,7 +269,7 @@ def test_a_board_with_only_the_edge_dependencies_runs_the_tflite_rows(bench_mode
 
 
 def test_the_terminal_tables_show_cost_speed_and_the_failure_notes(bench_results, capsys):
-    from benchmarks.table import print_table
+    from cytoedge.benchmarks.table import print_table
 
     print_table(_doc(bench_results / "rpi5"))
     out = capsys.readouterr().out

@@ -8,8 +8,8 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["benchmarks.accuracy", "benchmarks.board", "benchmarks.report",
-                                    "benchmarks.slide_triage"])
+@pytest.mark.parametrize("module", ["cytoedge.benchmarks.accuracy", "cytoedge.benchmarks.board", "cytoedge.benchmarks.report",
+                                    "cytoedge.benchmarks.slide_triage"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from benchmarks.flops import _inner_dim, count_onnx, count_torch  # noqa: E402
-from train.models import create_model  # noqa: E402
+from cytoedge.benchmarks.flops import _inner_dim, count_onnx, count_torch  # noqa: E402
+from cytoedge.train.models import create_model  # noqa: E402
 
 # torchvision weights metadata `_ops` (GMACs at 224 x 224, 1000 classes) and where the 1000-class head sits:
 # (published GMACs, features into the head, spatial positions the head runs at)
@@ -64,7 +64,7 @@ def test_inner_dimension_of_matrix_products_ignores_transposes():
 
 
 def test_unreadable_graphs_are_typed_errors(tmp_path):
-    from benchmarks.flops import FlopCountError, count_tflite
+    from cytoedge.benchmarks.flops import FlopCountError, count_tflite
 
     bad = tmp_path / "x.onnx"
     bad.write_bytes(b"not a model")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.latency import LatencyOptions, measure, summarize
+from cytoedge.benchmarks.latency import LatencyOptions, measure, summarize
 
 
 def test_summary_of_known_times_counts_the_outlier_and_keeps_it_in_the_statistics():

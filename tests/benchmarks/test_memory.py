@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.memory import MemoryTrace, peak_rss_bytes, reset_peak, rss_bytes
+from cytoedge.benchmarks.memory import MemoryTrace, peak_rss_bytes, reset_peak, rss_bytes
 
 
 def test_peak_rises_with_an_allocation_and_falls_back_after_a_reset():

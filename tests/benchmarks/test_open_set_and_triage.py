@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_GROUPS
+from cytoedge.edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_GROUPS
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def heldout(tmp_path_factory):
     """Cells and non-cells none of the fitting saw: another seed of the generator."""
-    from train.data.synth import SynthOptions, generate
+    from cytoedge.train.data.synth import SynthOptions, generate
 
     out = tmp_path_factory.mktemp("heldout") / "data"
     generate(SynthOptions(out=out, per_class=6, frames=2, seed=5, frame_size=(640, 480), non_cells=4))
@@ -24,7 +24,7 @@ def heldout(tmp_path_factory):
 
 
 def test_open_set_benchmark_measures_every_candidate_and_the_cards_score(bench_model, heldout, tmp_path, capsys):
-    from benchmarks.open_set import main
+    from cytoedge.benchmarks.open_set import main
 
     out = tmp_path / "open_set.json"
     assert main(["--model", str(bench_model), "--cells", str(heldout), "--ood", str(heldout / "ood"),
@@ -52,7 +52,7 @@ def test_open_set_benchmark_measures_every_candidate_and_the_cards_score(bench_m
 
 
 def test_slide_classes_hold_the_asked_abnormal_share():
-    from benchmarks.slide_triage import slide_classes
+    from cytoedge.benchmarks.slide_triage import slide_classes
 
     for n, f in ((300, 0.0), (300, 0.01), (300, 0.05), (57, 0.02)):
         c = Counter(slide_classes(n, f))
@@ -62,7 +62,7 @@ def test_slide_classes_hold_the_asked_abnormal_share():
 
 
 def test_slide_triage_runs_edge_app_and_its_report_on_known_slides(bench_model, tmp_path, capsys):
-    from benchmarks.slide_triage import main
+    from cytoedge.benchmarks.slide_triage import main
 
     out = tmp_path / "triage.json"
     assert main(["--model", str(bench_model), "--fractions", "0,0.2", "--slides", "1", "--cells", "30",
@@ -82,7 +82,7 @@ def test_slide_triage_runs_edge_app_and_its_report_on_known_slides(bench_model, 
     assert s["sensitivity"] == float(pos["referred"]) and s["specificity"] == float(not neg["referred"])
     printed = capsys.readouterr().out
     assert "Triage rule, per slide: sensitivity" in printed and "| koilocytotic |" in printed
-    from edge_app.errors import CytoEdgeError
+    from cytoedge.edge_app.errors import CytoEdgeError
 
     with pytest.raises(CytoEdgeError, match="is not empty"):
         main(["--model", str(bench_model), "--work", str(tmp_path / "work")])

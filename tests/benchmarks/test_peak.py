@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.flops import count_tflite
-from benchmarks.peak import PeakShape, conv_model, measure_peak, roofline
+from cytoedge.benchmarks.flops import count_tflite
+from cytoedge.benchmarks.peak import PeakShape, conv_model, measure_peak, roofline
 
 SMALL = PeakShape(4, 5, 64, 24)
 
@@ -55,7 +55,7 @@ def test_its_macs_are_what_the_graph_counter_counts(tmp_path):
 
 
 def test_measure_peak_reports_each_precision_per_thread_count():
-    from benchmarks.latency import LatencyOptions
+    from cytoedge.benchmarks.latency import LatencyOptions
 
     peak = measure_peak([1, 2], LatencyOptions(warmup=1, min_time=0, min_runs=3), shape=SMALL)
     assert peak["macs"] == SMALL.macs and peak["shape"] == [4, 5, 64, 24]

@@ -1,10 +1,10 @@
-"""python -m benchmarks.pipeline_speed on the shared converted model: every stage measured, the JSON complete."""
+"""python -m cytoedge.benchmarks.pipeline_speed on the shared converted model: every stage measured, the JSON complete."""
 
 from __future__ import annotations
 
 import json
 
-from benchmarks.pipeline_speed import main
+from cytoedge.benchmarks.pipeline_speed import main
 
 
 def test_pipeline_speed_writes_every_stage_and_the_ratios(device_model, tmp_path, capsys):

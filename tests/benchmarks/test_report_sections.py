@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.report import input_size_rows, merge, roofline_rows
+from cytoedge.benchmarks.report import input_size_rows, merge, roofline_rows
 
 BOARD = {"slug": "pi5", "title": "Raspberry Pi 5", "name": "rpi5"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from benchmarks.suite import fastest_threads
+from cytoedge.benchmarks.suite import fastest_threads
 
 
 def _row(fmt, threads, batch, p50, status="ok"):

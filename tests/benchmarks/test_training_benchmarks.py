@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.demo_summary import main as demo_summary_main
-from benchmarks.demo_summary import summary_line
-from benchmarks.loss_comparison import parse_variant, summarize, variant_config
+from cytoedge.benchmarks.demo_summary import main as demo_summary_main
+from cytoedge.benchmarks.demo_summary import summary_line
+from cytoedge.benchmarks.loss_comparison import parse_variant, summarize, variant_config
 
 NAMES = ["a", "b", "c"]
 

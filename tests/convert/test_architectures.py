@@ -11,11 +11,11 @@ import numpy as np
 
 
 def test_squeezenet_converts_with_batched_logits(synth_tree, tmp_path, convert_cli):
-    from convert.runners import TfliteRunner
-    from edge_app.card import load_card
-    from edge_app.preprocess import PreprocessSpec
-    from train.config import TrainConfig
-    from train.run import run_training
+    from cytoedge.convert.runners import TfliteRunner
+    from cytoedge.edge_app.card import load_card
+    from cytoedge.edge_app.preprocess import PreprocessSpec
+    from cytoedge.train.config import TrainConfig
+    from cytoedge.train.run import run_training
 
     run = tmp_path / "run"
     run_training(TrainConfig(data=str(synth_tree), out=str(run), model="squeezenet1_1", input_size=64, folds=2, fold=0,
@@ -43,7 +43,7 @@ def test_a_dead_model_is_refused_before_conversion(tiny_bundle, tmp_path, conver
 
     import torch
 
-    from edge_app.atomic import sha256_file
+    from cytoedge.edge_app.atomic import sha256_file
 
     dead = tmp_path / "dead"
     shutil.copytree(tiny_bundle, dead)
@@ -68,11 +68,11 @@ def test_efficientnet_lite0_converts_with_its_own_normalisation_and_one_embeddin
     The card carries the model's own mean/std, and every artifact's ``embedding`` output is the
     L2-normalised embedding the triplet term trained and the centroids were fitted in.
     """
-    from convert.onnx_export import read_metadata
-    from convert.runners import TfliteRunner
-    from edge_app.card import load_card
-    from train.config import TrainConfig
-    from train.run import run_training
+    from cytoedge.convert.onnx_export import read_metadata
+    from cytoedge.convert.runners import TfliteRunner
+    from cytoedge.edge_app.card import load_card
+    from cytoedge.train.config import TrainConfig
+    from cytoedge.train.run import run_training
 
     run = tmp_path / "run"
     run_training(TrainConfig(data=str(synth_tree), out=str(run), model="efficientnet_lite0", pretrained=True,
@@ -89,7 +89,7 @@ def test_efficientnet_lite0_converts_with_its_own_normalisation_and_one_embeddin
 
     import cv2
 
-    from edge_app.preprocess import preprocess
+    from cytoedge.edge_app.preprocess import preprocess
 
     files = sorted(synth_tree.rglob("*.bmp"))[::10][:8]  # cells: int8 ranges were calibrated on cells
     crops = np.stack([preprocess(cv2.imread(str(f)), card.preprocessing, normalize=False) for f in files]).astype(np.uint8)

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.calibration import (MIN_CALIB_IMAGES, ONNX2TF_SAMPLE_FILE, select_calibration, write_calibration,
+from cytoedge.convert.calibration import (MIN_CALIB_IMAGES, ONNX2TF_SAMPLE_FILE, select_calibration, write_calibration,
                                  write_sample_file)
-from convert.errors import CalibrationError
-from convert.samples import ImageSet, load_crops, split_images
-from edge_app.preprocess import PreprocessSpec, preprocess
+from cytoedge.convert.errors import CalibrationError
+from cytoedge.convert.samples import ImageSet, load_crops, split_images
+from cytoedge.edge_app.preprocess import PreprocessSpec, preprocess
 
 
 def image_set(counts: list[int]) -> ImageSet:
@@ -49,7 +49,7 @@ def test_cli_refuses_too_few_calibration_images_before_converting(tiny_bundle, t
 
 @pytest.mark.parametrize("space", ["pixels", "normalized"])
 def test_calibration_tensors_are_the_device_preprocessing(tiny_bundle, tmp_path, space):
-    from train.bundle import read_bundle
+    from cytoedge.train.bundle import read_bundle
 
     bundle = read_bundle(tiny_bundle)
     spec = bundle.preprocessing
@@ -72,7 +72,7 @@ def test_calibration_that_does_not_fit_the_model_input_is_refused(tmp_path):
     names = [f"c{k}" for k in range(5)]
     with pytest.raises(CalibrationError, match=r"model input is \(48, 48, 3\)"):
         write_calibration(crops, images, names, spec, "pixels", [1, 3, 48, 48], tmp_path)
-    from convert.calibration import _check, model_inputs
+    from cytoedge.convert.calibration import _check, model_inputs
 
     # 0..255 pixels handed over as if they were normalised tensors: the classic missing-normalisation mistake
     with pytest.raises(CalibrationError, match="outside the normalized range"):

@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_app.atomic import sha256_file
-from edge_app.card import load_card, write_card
-from edge_app.errors import ArtifactIntegrityError
-from edge_app.preprocess import preprocess, quantize
+from cytoedge.edge_app.atomic import sha256_file
+from cytoedge.edge_app.card import load_card, write_card
+from cytoedge.edge_app.errors import ArtifactIntegrityError
+from cytoedge.edge_app.preprocess import preprocess, quantize
 
 pytestmark = pytest.mark.slow  # the session fixture runs one real conversion (~30-90 s on 2 shared cores)
 
@@ -36,7 +36,7 @@ def _litert(card, fmt):
 
 def _run(it, entry, spec, images):
     """The device's steps written out from the card alone: preprocess, quantise, invoke, read by index."""
-    from edge_app.preprocess import Quantization, dequantize
+    from cytoedge.edge_app.preprocess import Quantization, dequantize
 
     x = np.stack([preprocess(im, spec, normalize=entry.input.space != "pixels") for im in images])
     x = quantize(x, entry.input.quant)
@@ -109,7 +109,7 @@ def test_tflite_artifacts_run_in_litert_as_the_card_describes(converted):
 def test_fp32_matches_pytorch_and_validation_numbers_are_reproducible(converted):
     import torch
 
-    from train.bundle import read_bundle
+    from cytoedge.train.bundle import read_bundle
 
     card = load_card(converted.out)
     bundle = read_bundle(converted.bundle)
@@ -134,9 +134,9 @@ def test_fp32_matches_pytorch_and_validation_numbers_are_reproducible(converted)
 
 def test_int8_gets_its_own_open_set_score_and_temperature(converted):
     """Recompute the int8 fit here (training split: score parameters; validation split: threshold, temperature)."""
-    from convert.validate import fit_temperature
-    from edge_app.crop_features import crop_features
-    from edge_app.rejection import fit_open_set
+    from cytoedge.convert.validate import fit_temperature
+    from cytoedge.edge_app.crop_features import crop_features
+    from cytoedge.edge_app.rejection import fit_open_set
 
     card = load_card(converted.out)
     entry = card.artifacts["tflite-int8"]
@@ -182,7 +182,7 @@ def test_convert_table_has_clinical_figures_and_calibration(converted):
 
 
 def test_edge_app_classifier_runs_the_converted_model(converted):
-    from edge_app.classifier import Classifier
+    from cytoedge.edge_app.classifier import Classifier
 
     card = load_card(converted.out)
     images, _ = _split_images(converted.bundle, "val")
@@ -194,7 +194,7 @@ def test_edge_app_classifier_runs_the_converted_model(converted):
 
 
 def test_onnx_metadata_carries_the_essentials(converted):
-    from convert.onnx_export import read_metadata
+    from cytoedge.convert.onnx_export import read_metadata
 
     card = load_card(converted.out)
     meta = read_metadata(card.verify_artifact("onnx"))
@@ -236,7 +236,7 @@ def test_int8_graph_runs_whole_in_xnnpack_with_no_quantize_op(converted):
     """The int8 file's op list has no QUANTIZE / DEQUANTIZE, its first op is the normalisation layer, and LiteRT
     hands the whole graph to XNNPACK as one partition: the single DELEGATE node takes the graph's input and
     gives its outputs, nothing runs beside it."""
-    from benchmarks.flops import load_tflite_graph
+    from cytoedge.benchmarks.flops import load_tflite_graph
 
     card = load_card(converted.out)
     path = card.verify_artifact("tflite-int8")

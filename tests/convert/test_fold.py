@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from convert.onnx_export import export_module, first_conv, fold_normalization  # noqa: E402
-from edge_app.preprocess import PreprocessSpec  # noqa: E402
+from cytoedge.convert.onnx_export import export_module, first_conv, fold_normalization  # noqa: E402
+from cytoedge.edge_app.preprocess import PreprocessSpec  # noqa: E402
 
 
 class TwoHeads(nn.Module):
@@ -81,7 +81,7 @@ def test_a_network_that_does_not_start_with_a_plain_convolution_gets_a_normalisa
 
 
 def test_every_registered_architecture_folds_into_its_stem():
-    from train.models import create_model, list_models
+    from cytoedge.train.models import create_model, list_models
 
     for name in list_models():
         net = create_model(name, num_classes=5).eval()

@@ -8,14 +8,14 @@ import shutil
 import numpy as np
 import pytest
 
-from convert.errors import AccuracyGateError, StageError
-from convert.validate import ArtifactScore, apply_gate, format_table
-from edge_app.card import load_card
+from cytoedge.convert.errors import AccuracyGateError, StageError
+from cytoedge.convert.validate import ArtifactScore, apply_gate, format_table
+from cytoedge.edge_app.card import load_card
 
 
 def _score(fmt: str, acc: float) -> ArtifactScore:
-    from edge_app.confidence import reliability
-    from edge_app.rejection import OpenSetScore
+    from cytoedge.edge_app.confidence import reliability
+    from cytoedge.edge_app.rejection import OpenSetScore
 
     metrics = {"n": 100, "accuracy": acc, "macro_f1": acc, "agreement": 1.0, "max_logit_error": 0.0,
                "unknown_rate": 0.05, "threshold": 1.0, "temperature": 1.2, "ece_before": 0.1, "ece_after": 0.02,
@@ -66,8 +66,8 @@ def test_gate_fires_when_forced_and_the_card_says_why(tiny_bundle, tmp_path, no_
 
 
 def test_onnx2tf_failure_is_one_error_naming_the_stage_and_its_log(tmp_path):
-    from convert.calibration import write_sample_file
-    from convert.tflite import run_onnx2tf
+    from cytoedge.convert.calibration import write_sample_file
+    from cytoedge.convert.tflite import run_onnx2tf
 
     (tmp_path / "broken.onnx").write_bytes(b"this is not an onnx model")
     write_sample_file(np.zeros((1, 8, 8, 3), np.uint8), tmp_path)
@@ -79,7 +79,7 @@ def test_onnx2tf_failure_is_one_error_naming_the_stage_and_its_log(tmp_path):
 
 
 def test_onnx2tf_never_runs_without_its_sample_file(tmp_path):
-    from convert.tflite import run_onnx2tf
+    from cytoedge.convert.tflite import run_onnx2tf
 
     (tmp_path / "m.onnx").write_bytes(b"")
     with pytest.raises(StageError, match="would download it"):

@@ -10,8 +10,8 @@ MEAN, STD = (0.6, 0.5, 0.4), (0.2, 0.25, 0.3)
 
 @pytest.fixture(scope="module")
 def custom_norm_bundle(synth_tree, tmp_path_factory):
-    from train.config import TrainConfig
-    from train.run import run_training
+    from cytoedge.train.config import TrainConfig
+    from cytoedge.train.run import run_training
 
     out = tmp_path_factory.mktemp("norm") / "run"
     cfg = TrainConfig(data=str(synth_tree), out=str(out), input_size=32, folds=2, fold=0, epochs=1, lr=0.01,
@@ -22,7 +22,7 @@ def custom_norm_bundle(synth_tree, tmp_path_factory):
 
 
 def test_the_bundle_carries_the_configured_normalisation_and_augmentation(custom_norm_bundle):
-    from train.bundle import read_bundle
+    from cytoedge.train.bundle import read_bundle
 
     b = read_bundle(custom_norm_bundle)
     assert (b.preprocessing.mean, b.preprocessing.std) == (MEAN, STD)
@@ -38,10 +38,10 @@ def test_the_pixels_input_model_normalises_with_the_bundle_mean_and_std(custom_n
     import onnxruntime as ort
     import torch
 
-    from convert.onnx_export import INPUT_NAME, export_onnx
-    from edge_app.preprocess import preprocess
-    from train.bundle import read_bundle
-    from train.data.transforms import read_bgr
+    from cytoedge.convert.onnx_export import INPUT_NAME, export_onnx
+    from cytoedge.edge_app.preprocess import preprocess
+    from cytoedge.train.bundle import read_bundle
+    from cytoedge.train.data.transforms import read_bgr
 
     class Echo(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,8 +60,8 @@ def test_the_pixels_input_model_normalises_with_the_bundle_mean_and_std(custom_n
 def test_augmentation_keys_drive_the_training_transform(synth_tree):
     import torch
 
-    from edge_app.preprocess import PreprocessSpec
-    from train.data.transforms import Augmentation, EvalTransform, TrainTransform, read_bgr
+    from cytoedge.edge_app.preprocess import PreprocessSpec
+    from cytoedge.train.data.transforms import Augmentation, EvalTransform, TrainTransform, read_bgr
 
     spec = PreprocessSpec(size=32, resize=32, mean=MEAN, std=STD)
     crop = read_bgr(next(synth_tree.rglob("CROPPED/*.bmp")))

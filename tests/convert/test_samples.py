@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-import convert.pipeline
-from convert.errors import ConvertError
-from convert.samples import folder_images, load_crops, split_images, stratified
-from edge_app.preprocess import PreprocessSpec, preprocess
+import cytoedge.convert.pipeline
+from cytoedge.convert.errors import ConvertError
+from cytoedge.convert.samples import folder_images, load_crops, split_images, stratified
+from cytoedge.edge_app.preprocess import PreprocessSpec, preprocess
 
 CLASSES = ["superficial_intermediate", "parabasal", "metaplastic", "koilocytotic", "dyskeratotic"]
 
@@ -66,5 +66,5 @@ def test_stratified_is_deterministic_and_balanced(tmp_path):
 
 
 def test_pipeline_docstring_examples():
-    result = doctest.testmod(convert.pipeline)
+    result = doctest.testmod(cytoedge.convert.pipeline)
     assert result.attempted >= 1 and result.failed == 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edge_app.boards import INTERPRETERS, detect_board, list_profiles, load_profile, resolve_board
-from edge_app.cli import main
-from edge_app.errors import BoardProfileError
+from cytoedge.edge_app.boards import INTERPRETERS, detect_board, list_profiles, load_profile, resolve_board
+from cytoedge.edge_app.cli import main
+from cytoedge.edge_app.errors import BoardProfileError
 
 EXPECTED = {"rpi4", "rpi5", "jetson-nano", "jetson-orin-nano", "x86-workstation"}
 
@@ -88,7 +88,7 @@ def test_boards_command_lists_profiles(capsys):
     ("jetson-nano", "", "x86_64", False),
 ])
 def test_a_named_board_is_checked_against_the_machine(tmp_path, named, model, machine, matches):
-    from edge_app.boards import board_check
+    from cytoedge.edge_app.boards import board_check
 
     check = board_check(load_profile(named), fake_root(tmp_path, model), machine=machine)
     assert check["named"] == named and check["matches"] is matches
@@ -99,7 +99,7 @@ def test_a_named_board_is_checked_against_the_machine(tmp_path, named, model, ma
 
 
 def test_a_detected_board_and_a_hand_written_profile(tmp_path):
-    from edge_app.boards import board_check
+    from cytoedge.edge_app.boards import board_check
 
     root = fake_root(tmp_path, "Raspberry Pi 4 Model B Rev 1.4")
     auto = board_check(detect_board(root, machine="aarch64"), root, machine="aarch64")

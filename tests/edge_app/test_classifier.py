@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.card import load_card
-from edge_app.classifier import Classifier, choose_format
-from edge_app.errors import ArtifactIntegrityError, CytoEdgeError, ModelCardError
-from edge_app.finder import crops_of, find_cells
+from cytoedge.edge_app.card import load_card
+from cytoedge.edge_app.classifier import Classifier, choose_format
+from cytoedge.edge_app.errors import ArtifactIntegrityError, CytoEdgeError, ModelCardError
+from cytoedge.edge_app.finder import crops_of, find_cells
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_fp32_and_int8_mostly_agree(device_model, crops):
 
 
 def test_confidence_is_calibrated_and_the_score_is_the_cards(device_model, crops):
-    from edge_app.confidence import softmax
+    from cytoedge.edge_app.confidence import softmax
 
     clf = Classifier(device_model)
     entry = load_card(device_model).artifact("tflite-int8")
@@ -53,7 +53,7 @@ def test_confidence_is_calibrated_and_the_score_is_the_cards(device_model, crops
     preds = clf.classify(crops)
     np.testing.assert_allclose([p.confidence for p in preds], softmax(logits, clf.temperature).max(1), rtol=1e-6)
     assert not np.allclose([p.confidence for p in preds], softmax(logits).max(1))  # not the raw softmax
-    from edge_app.crop_features import crop_features
+    from cytoedge.edge_app.crop_features import crop_features
 
     scores = entry.open_set(logits, emb, crop_features(clf.pixels(crops)))
     np.testing.assert_allclose([p.score for p in preds], scores, rtol=1e-6)

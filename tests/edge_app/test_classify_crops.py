@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_app.cli import main
-from edge_app.crops import ROW_KEYS, crop_files
-from edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.cli import main
+from cytoedge.edge_app.crops import ROW_KEYS, crop_files
+from cytoedge.edge_app.errors import CytoEdgeError
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_classify_writes_table_json_and_csv_and_skips_unreadable(device_model, c
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     # one line for the unreadable file, through the logger (the CLI prints it as "edge-app: skipped ...")
-    logged = [r.getMessage() for r in caplog.records if r.name == "edge_app"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "cytoedge.edge_app"]
     assert len(logged) == 1 and logged[0].startswith(f"skipped {crop_dirs['odd'] / 'broken.png'}: not a readable image")
     rows = json.loads(out_json.read_text())
     assert len(rows) == 36 + 24 + 1
@@ -76,8 +76,8 @@ def test_classify_writes_table_json_and_csv_and_skips_unreadable(device_model, c
     assert last.startswith(f"classified {len(rows)} crops") and "skipped 1 unreadable" in last
     assert "open-set score mahalanobis+image >" in last and f"wrote {out_json}" in last
     # the confidence is the calibrated one the Classifier reports
-    from edge_app.classifier import Classifier
-    from edge_app.crops import read_crop
+    from cytoedge.edge_app.classifier import Classifier
+    from cytoedge.edge_app.crops import read_crop
 
     clf = Classifier(device_model)
     first = clf.classify([read_crop(Path(rows[0]["file"]))[0]])[0]
@@ -114,7 +114,7 @@ def test_bad_input_is_a_one_line_error(device_model, model_copy, crop_dirs, tmp_
 
 
 def test_rows_round_non_finite_scores_to_null():
-    from edge_app.crops import CropRow
+    from cytoedge.edge_app.crops import CropRow
 
     assert CropRow("a.png", "parabasal", "unknown", 0.5, float("nan"), True).to_dict()["score"] is None
     assert np.isclose(CropRow("a.png", "parabasal", "normal", 0.5, 1.25, False).to_dict()["score"], 1.25)
@@ -125,7 +125,7 @@ def test_the_command_prints_one_line_per_unreadable_file(device_model, crop_dirs
     import sys
 
     repo = Path(__file__).resolve().parents[2]
-    r = subprocess.run([sys.executable, "-m", "edge_app", "classify", "--model", str(device_model), str(crop_dirs["odd"]),
+    r = subprocess.run([sys.executable, "-m", "cytoedge.edge_app", "classify", "--model", str(device_model), str(crop_dirs["odd"]),
                         "--no-table"], cwd=repo, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     ours = [line for line in r.stderr.splitlines() if line.startswith("edge-app")]  # LiteRT may add an INFO line

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.configfile import ConfigFileError, apply_config, option_keys, parse_args
+from cytoedge.edge_app.configfile import ConfigFileError, apply_config, option_keys, parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "hardware" / "systemd" / "edge-app.toml"
 
 
 def _parsers() -> dict[str, argparse.ArgumentParser]:
-    from benchmarks import cli as bench
-    from convert import cli as conv
-    from edge_app import cli as app
+    from cytoedge.benchmarks import cli as bench
+    from cytoedge.convert import cli as conv
+    from cytoedge.edge_app import cli as app
 
     return {"edge-app": app.get_parser(), "edge-app report": app.get_report_parser(),
             "edge-app serve": app.get_serve_parser(), "edge-app export-reviews": app.get_export_reviews_parser(),
@@ -42,7 +42,7 @@ def test_every_option_of_every_command_is_a_key(command):
 
 
 def test_an_option_added_later_is_a_key_without_edits(tmp_path):
-    from edge_app.cli import get_parser
+    from cytoedge.edge_app.cli import get_parser
 
     p = get_parser()
     p.add_argument("--brand-new-option", type=int, default=1)
@@ -52,7 +52,7 @@ def test_an_option_added_later_is_a_key_without_edits(tmp_path):
 
 
 def test_the_shipped_example_is_valid_for_the_run_and_its_subcommands():
-    from edge_app.cli import SUBCOMMANDS, get_parser, get_report_parser, get_serve_parser
+    from cytoedge.edge_app.cli import SUBCOMMANDS, get_parser, get_report_parser, get_serve_parser
 
     a = parse_args(get_parser(), ["--config", str(EXAMPLE)], sections=SUBCOMMANDS)
     assert (a.model, a.source, a.board, a.quiet, a.save_crops) == (Path("/home/pi/cytoedge/models/shufflenet"), "picam",
@@ -69,9 +69,9 @@ def test_the_shipped_example_is_valid_for_the_run_and_its_subcommands():
 
 
 def test_edge_app_runs_from_a_config_file_and_the_command_line_wins(device_model, field_frames, tmp_path, capsys):
-    from edge_app.boards import detect_board
-    from edge_app.cli import main
-    from edge_app.store import Store
+    from cytoedge.edge_app.boards import detect_board
+    from cytoedge.edge_app.cli import main
+    from cytoedge.edge_app.store import Store
 
     text = EXAMPLE.read_text()
     text = text.replace("/home/pi/cytoedge/models/shufflenet", str(device_model))
@@ -107,7 +107,7 @@ def test_edge_app_runs_from_a_config_file_and_the_command_line_wins(device_model
     ("threads = [\n", "is not valid TOML"),
 ])
 def test_bad_config_files_are_one_line_errors_with_exit_2(tmp_path, capsys, toml, message):
-    from edge_app.cli import main
+    from cytoedge.edge_app.cli import main
 
     conf = tmp_path / "c.toml"
     conf.write_text('model = "m"\n' + toml)
@@ -117,9 +117,9 @@ def test_bad_config_files_are_one_line_errors_with_exit_2(tmp_path, capsys, toml
 
 
 def test_edge_convert_and_bench_device_take_positionals_and_lists_from_the_file(tmp_path, capsys):
-    from benchmarks.cli import get_parser as bench_parser
-    from convert.cli import get_parser as convert_parser
-    from convert.cli import main as convert_main
+    from cytoedge.benchmarks.cli import get_parser as bench_parser
+    from cytoedge.convert.cli import get_parser as convert_parser
+    from cytoedge.convert.cli import main as convert_main
 
     (tmp_path / "c.toml").write_text('bundle = "runs/x/fold_0"\nout = "models/x"\nint8 = true\ncalib_images = 50\n')
     a = parse_args(convert_parser(), ["--config", str(tmp_path / "c.toml")])

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from edge_app.card import (SCHEMA_VERSION, ArtifactEntry, ModelCard, TensorSpec, describe_artifact, load_card,
+from cytoedge.edge_app.card import (SCHEMA_VERSION, ArtifactEntry, ModelCard, TensorSpec, describe_artifact, load_card,
                            write_card)
-from edge_app.errors import ArtifactIntegrityError, CytoEdgeError, ModelCardError
-from edge_app.formats import parse_formats
-from edge_app.preprocess import (PreprocessSpec, Quantization, as_bgr_uint8, dequantize, preprocess, quantize)
-from edge_app.rejection import OpenSetScore, centroid_distances, fit_rejection, nearest_centroid
+from cytoedge.edge_app.errors import ArtifactIntegrityError, CytoEdgeError, ModelCardError
+from cytoedge.edge_app.formats import parse_formats
+from cytoedge.edge_app.preprocess import (PreprocessSpec, Quantization, as_bgr_uint8, dequantize, preprocess, quantize)
+from cytoedge.edge_app.rejection import OpenSetScore, centroid_distances, fit_rejection, nearest_centroid
 
 
 def _card(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge_app.classes import GROUP_COLOURS_BGR
-from edge_app.display import Display, annotate, display_available, status_line
+from cytoedge.edge_app.classes import GROUP_COLOURS_BGR
+from cytoedge.edge_app.display import Display, annotate, display_available, status_line
 
 
 def test_boxes_take_their_group_colour():

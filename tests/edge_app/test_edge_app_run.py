@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.app import AppOptions, check_frame, run
-from edge_app.cli import main
-from edge_app.errors import SourceError
-from edge_app.sources import CameraSource
-from edge_app.store import Store
+from cytoedge.edge_app.app import AppOptions, check_frame, run
+from cytoedge.edge_app.cli import main
+from cytoedge.edge_app.errors import SourceError
+from cytoedge.edge_app.sources import CameraSource
+from cytoedge.edge_app.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -165,7 +165,7 @@ def test_camera_that_drops_out_is_reopened_then_given_up(device_model, field_fra
 
 def start_app(device_model, source: Path, out: Path, slide: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_app", "--model", str(device_model), "--source", str(source), "--slide", slide,
+        [sys.executable, "-m", "cytoedge.edge_app", "--model", str(device_model), "--source", str(source), "--slide", slide,
          "--out", str(out), "--threads", "1", "--save-crops", "all", "--quiet"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -221,16 +221,18 @@ def test_sigterm_finishes_the_frame_and_closes_the_store(device_model, distinct_
 BLOCKER = """
 import importlib.abc, sys
 BLOCKED = {"torch", "torchvision", "tensorflow", "tf_keras", "keras", "onnx", "onnxruntime", "onnx2tf", "timm",
-           "train", "convert", "benchmarks"}
+           "train", "convert", "benchmarks", "cytoedge.train", "cytoedge.convert", "cytoedge.benchmarks"}
+def blocked(name):
+    return name.split(".")[0] in BLOCKED or ".".join(name.split(".")[:2]) in BLOCKED
 class Blocker(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
+        if blocked(name):
             raise ImportError(f"{name} is blocked: edge_app must not import it")
         return None
 sys.meta_path.insert(0, Blocker())
-from edge_app.cli import main
+from cytoedge.edge_app.cli import main
 rc = main(sys.argv[1:])
-print("heavy modules loaded:", sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
+print("heavy modules loaded:", sorted(m for m in sys.modules if blocked(m)))
 sys.exit(rc)
 """
 

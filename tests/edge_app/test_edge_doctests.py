@@ -8,9 +8,9 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["edge_app.finder", "edge_app.display", "edge_app.report", "edge_app.resume",
-                                    "edge_app.csvsafe", "edge_app.configfile", "benchmarks.finder_accuracy",
-                                    "edge_app.confidence", "edge_app.classes", "edge_app.card", "edge_app.crop_features"])
+@pytest.mark.parametrize("module", ["cytoedge.edge_app.finder", "cytoedge.edge_app.display", "cytoedge.edge_app.report", "cytoedge.edge_app.resume",
+                                    "cytoedge.edge_app.csvsafe", "cytoedge.edge_app.configfile", "cytoedge.benchmarks.finder_accuracy",
+                                    "cytoedge.edge_app.confidence", "cytoedge.edge_app.classes", "cytoedge.edge_app.card", "cytoedge.edge_app.crop_features"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.finder import FinderConfig, crop_square, crops_of, find_cells, square_box
+from cytoedge.edge_app.finder import FinderConfig, crop_square, crops_of, find_cells, square_box
 from edge_drawing import DrawnCell, draw_field, grid_cells, mask_iou
 
 SHAPE = (960, 1280)

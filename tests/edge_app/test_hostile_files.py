@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.hostile_files import png_bomb
-from edge_app.app import AppOptions, run
-from edge_app.cli import main
-from edge_app.imagefile import NativeStderr, read_frame_file
-from edge_app.sources import open_source
+from cytoedge.benchmarks.hostile_files import png_bomb
+from cytoedge.edge_app.app import AppOptions, run
+from cytoedge.edge_app.cli import main
+from cytoedge.edge_app.imagefile import NativeStderr, read_frame_file
+from cytoedge.edge_app.sources import open_source
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,8 +108,8 @@ def test_app_skips_each_odd_file_in_one_line_and_counts_it(device_model, field_f
 BLOCKING = r"""
 import sys, time
 from pathlib import Path
-from edge_app.app import AppOptions, run
-from edge_app.sources import FileListSource, Frame
+from cytoedge.edge_app.app import AppOptions, run
+from cytoedge.edge_app.sources import FileListSource, Frame
 
 class Stuck(FileListSource):
     def frames(self):

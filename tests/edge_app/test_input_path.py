@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.classifier import Classifier
-from edge_app.finder import crops_of, find_cells
-from edge_app.preprocess import (PreprocessSpec, Quantization, pixels_to_input, preprocess, quantize,
+from cytoedge.edge_app.classifier import Classifier
+from cytoedge.edge_app.finder import crops_of, find_cells
+from cytoedge.edge_app.preprocess import (PreprocessSpec, Quantization, pixels_to_input, preprocess, quantize,
                                  resize_center_crop, resize_into)
 
 

@@ -7,8 +7,8 @@ import types
 
 import pytest
 
-from edge_app.errors import InterpreterUnavailableError, ModelCardError
-from edge_app.interpreter import interpreter_class, load_interpreter
+from cytoedge.edge_app.errors import InterpreterUnavailableError, ModelCardError
+from cytoedge.edge_app.interpreter import interpreter_class, load_interpreter
 
 
 def block(monkeypatch, *names: str) -> None:

@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 
-from edge_app.app import AppOptions, run
-from edge_app.leftovers import WriterLock, after_interrupted_runs
-from edge_app.store import CellResult, Store
+from cytoedge.edge_app.app import AppOptions, run
+from cytoedge.edge_app.leftovers import WriterLock, after_interrupted_runs
+from cytoedge.edge_app.store import CellResult, Store
 
 CLASSES = ["superficial_intermediate", "parabasal", "metaplastic", "koilocytotic", "dyskeratotic"]
 GROUPS = {c: "abnormal" for c in CLASSES}
@@ -64,7 +64,7 @@ def test_nothing_is_swept_while_another_edge_app_writes(tmp_path):
 
 def test_the_app_sweeps_at_start_and_records_it(device_model, field_frames, tmp_path, caplog):
     killed_run(tmp_path)
-    caplog.set_level("INFO", logger="edge_app")
+    caplog.set_level("INFO", logger="cytoedge.edge_app")
     s = run(AppOptions(model=device_model, source=str(field_frames[0]), slide="S2", out=tmp_path, threads=1))
     assert s.leftovers == {"interrupted_runs": 1, "orphan_crops": 1, "temporary_files": 2}
     assert any("1 orphan crop(s) and 2 temporary file(s) removed" in r.getMessage() for r in caplog.records)

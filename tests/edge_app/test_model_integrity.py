@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.model_damage import damage_positions, mutate, unprotected_crashes
-from convert.cli import main as convert_main
-from edge_app.atomic import sha256_file
-from edge_app.cli import main
-from edge_app.errors import ModelCardError
-from edge_app.modelcheck import probe_model_file
-from edge_app.signing import SignatureError, load_trusted_card, signature_path
+from cytoedge.benchmarks.model_damage import damage_positions, mutate, unprotected_crashes
+from cytoedge.convert.cli import main as convert_main
+from cytoedge.edge_app.atomic import sha256_file
+from cytoedge.edge_app.cli import main
+from cytoedge.edge_app.errors import ModelCardError
+from cytoedge.edge_app.modelcheck import probe_model_file
+from cytoedge.edge_app.signing import SignatureError, load_trusted_card, signature_path
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ def rehash(model: Path, fmt: str = "tflite-int8") -> None:
 
 def edge_app(model: Path, frames: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     """edge-app in its own process, so that a crash shows as a signal, not as a dead test run."""
-    return subprocess.run([sys.executable, "-m", "edge_app", "--model", str(model), "--source", str(frames),
+    return subprocess.run([sys.executable, "-m", "cytoedge.edge_app", "--model", str(model), "--source", str(frames),
                            "--slide", "m", "--out", str(out), "--threads", "1", "--quiet", *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
 
@@ -155,7 +155,7 @@ def test_bad_keys_are_one_line_errors(model_copy, keys, tmp_path, capsys):
 
 
 def test_bench_device_accepts_a_signed_model(model_copy, keys, tmp_path):
-    from benchmarks.cli import main as bench_main
+    from cytoedge.benchmarks.cli import main as bench_main
 
     assert convert_main(["sign", str(model_copy), "--key", f"{keys['lab']}.key"]) == 0
     rc = bench_main([str(model_copy), "--formats", "tflite-int8", "--threads", "1", "--min-runs", "3",

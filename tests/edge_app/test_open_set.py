@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_app import confidence
-from edge_app.crop_features import FEATURES
-from edge_app.rejection import SCORES, OpenSetScore, TiedGaussian, fit_open_set
+from cytoedge.edge_app import confidence
+from cytoedge.edge_app.crop_features import FEATURES
+from cytoedge.edge_app.rejection import SCORES, OpenSetScore, TiedGaussian, fit_open_set
 
 
 def _two_classes(rng: np.random.Generator, n: int, d: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +142,8 @@ def test_temperature_softmax_and_ece_against_a_brute_force():
 def test_picture_statistics_tell_empty_dark_noisy_and_blurred_crops_from_a_cell(synth_tree):
     import cv2
 
-    from edge_app.crop_features import crop_features
-    from edge_app.preprocess import PreprocessSpec, preprocess
+    from cytoedge.edge_app.crop_features import crop_features
+    from cytoedge.edge_app.preprocess import PreprocessSpec, preprocess
 
     spec = PreprocessSpec(64, 64)
     cell = cv2.imread(str(sorted((synth_tree / "im_Parabasal" / "CROPPED").glob("*.bmp"))[0]))

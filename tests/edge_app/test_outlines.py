@@ -7,9 +7,9 @@ import doctest
 import numpy as np
 import pytest
 
-from edge_app import outlines
-from edge_app.errors import CytoEdgeError
-from edge_app.outlines import OutlineError, outline_bbox, parse_outline, read_outline, write_outline
+from cytoedge.edge_app import outlines
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.outlines import OutlineError, outline_bbox, parse_outline, read_outline, write_outline
 
 
 def test_docstring_examples():

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from edge_app.app import AppOptions, run
-from edge_app.errors import StoreError
-from edge_app.pipeline import InOrderWriter, Prefetcher
-from edge_app.store import Store
+from cytoedge.edge_app.app import AppOptions, run
+from cytoedge.edge_app.errors import StoreError
+from cytoedge.edge_app.pipeline import InOrderWriter, Prefetcher
+from cytoedge.edge_app.store import Store
 
 
 def test_prefetcher_works_one_item_ahead_in_its_own_thread_and_keeps_order():
@@ -102,7 +102,7 @@ def test_frames_commit_in_source_order_and_their_lines_come_in_that_order(device
                                                                          caplog):
     source = distinct_frames(tmp_path / "frames", 7)
     (source / "frame_003.png").write_bytes(b"not a png")  # a skip between frames keeps its place too
-    with caplog.at_level(logging.INFO, logger="edge_app"):
+    with caplog.at_level(logging.INFO, logger="cytoedge.edge_app"):
         s = run(AppOptions(model=device_model, source=str(source), slide="order", out=tmp_path / "store", threads=1))
     assert s.frames_read == 7 and s.frames_done == 6 and dict(s.skipped) == {"unreadable file": 1}
     st = Store(tmp_path / "store", create=False)

@@ -11,11 +11,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_app.card import ArtifactEntry, ModelCard, TensorSpec, parse_card
-from edge_app.errors import CytoEdgeError, ModelCardError
-from edge_app.preprocess import PreprocessSpec, Quantization
-from edge_app.rejection import OpenSetScore
-from edge_app.store import _SLIDE_ID, check_slide_id
+from cytoedge.edge_app.card import ArtifactEntry, ModelCard, TensorSpec, parse_card
+from cytoedge.edge_app.errors import CytoEdgeError, ModelCardError
+from cytoedge.edge_app.preprocess import PreprocessSpec, Quantization
+from cytoedge.edge_app.rejection import OpenSetScore
+from cytoedge.edge_app.store import _SLIDE_ID, check_slide_id
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

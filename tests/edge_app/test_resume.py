@@ -16,14 +16,14 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.kill_resume import committed_frames
-from edge_app.app import AppOptions, run
-from edge_app.cli import main
-from edge_app.errors import StoreError
-from edge_app.resume import file_key
-from edge_app.sources import CameraSource, open_source
-from edge_app.store import CellResult, Store
-from edge_app.web.reviews import add_review
+from cytoedge.benchmarks.kill_resume import committed_frames
+from cytoedge.edge_app.app import AppOptions, run
+from cytoedge.edge_app.cli import main
+from cytoedge.edge_app.errors import StoreError
+from cytoedge.edge_app.resume import file_key
+from cytoedge.edge_app.sources import CameraSource, open_source
+from cytoedge.edge_app.store import CellResult, Store
+from cytoedge.edge_app.web.reviews import add_review
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["superficial_intermediate", "parabasal", "metaplastic", "koilocytotic", "dyskeratotic"]
@@ -162,7 +162,7 @@ def test_source_marks_committed_frames_before_decoding(distinct_frames, tmp_path
 
 
 def _start(device_model, source: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "edge_app", "--model", str(device_model), "--source", str(source),
+    return subprocess.Popen([sys.executable, "-m", "cytoedge.edge_app", "--model", str(device_model), "--source", str(source),
                              "--slide", "k", "--out", str(out), "--threads", "1", "--save-crops", "all", "--quiet"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from edge_app.cli import main
-from edge_app.errors import CytoEdgeError
-from edge_app.report import DISCLAIMER, INSUFFICIENT, NO_REFERRAL, REFER, TriageRule, build_report, render, triage
-from edge_app.store import CellResult, SlideCounts, Store
+from cytoedge.edge_app.cli import main
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.report import DISCLAIMER, INSUFFICIENT, NO_REFERRAL, REFER, TriageRule, build_report, render, triage
+from cytoedge.edge_app.store import CellResult, SlideCounts, Store
 
 CLASSES = ["superficial_intermediate", "parabasal", "metaplastic", "koilocytotic", "dyskeratotic"]
 GROUPS = {"superficial_intermediate": "normal", "parabasal": "normal", "metaplastic": "benign",

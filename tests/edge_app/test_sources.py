@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.errors import CameraUnavailableError, SourceError
-from edge_app.sources import CameraSettings, CameraSource, FileListSource, VideoFileSource, open_source
+from cytoedge.edge_app.errors import CameraUnavailableError, SourceError
+from cytoedge.edge_app.sources import CameraSettings, CameraSource, FileListSource, VideoFileSource, open_source
 
 
 def _img(value: int, shape=(40, 60, 3)) -> np.ndarray:

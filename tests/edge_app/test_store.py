@@ -8,9 +8,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-import edge_app.store as store_mod
-from edge_app.errors import CytoEdgeError, StoreError
-from edge_app.store import SCHEMA_VERSION, CellResult, Store
+import cytoedge.edge_app.store as store_mod
+from cytoedge.edge_app.errors import CytoEdgeError, StoreError
+from cytoedge.edge_app.store import SCHEMA_VERSION, CellResult, Store
 
 CLASSES = ["superficial_intermediate", "parabasal", "metaplastic", "koilocytotic", "dyskeratotic"]
 GROUPS = {"superficial_intermediate": "normal", "parabasal": "normal", "metaplastic": "benign",

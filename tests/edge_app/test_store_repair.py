@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_app.cli import main
-from edge_app.store import DB_FILE, CellResult, Store
-from edge_app.store_repair import check_store, recover_store, salvage_table
+from cytoedge.edge_app.cli import main
+from cytoedge.edge_app.store import DB_FILE, CellResult, Store
+from cytoedge.edge_app.store_repair import check_store, recover_store, salvage_table
 
 CLASSES = ["superficial_intermediate", "parabasal", "metaplastic", "koilocytotic", "dyskeratotic"]
 GROUPS = {"superficial_intermediate": "normal", "parabasal": "normal", "metaplastic": "benign",
@@ -134,8 +134,8 @@ def test_salvage_reads_past_a_damaged_page(tmp_path):
 
 
 def test_recover_refuses_while_an_edge_app_writes_and_an_unreadable_schema(tmp_path):
-    from edge_app.errors import StoreError
-    from edge_app.leftovers import WriterLock
+    from cytoedge.edge_app.errors import StoreError
+    from cytoedge.edge_app.leftovers import WriterLock
 
     folder = tmp_path / "store"
     fill(folder, slides=1, frames=2)

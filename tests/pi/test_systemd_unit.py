@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.clitools import run_cli
-from edge_app.errors import CameraUnavailableError, ModelCardError, SourceError, StoreError
+from cytoedge.edge_app.clitools import run_cli
+from cytoedge.edge_app.errors import CameraUnavailableError, ModelCardError, SourceError, StoreError
 
 UNIT = Path(__file__).resolve().parents[2] / "hardware/systemd/cytoedge.service"
 

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from train.config import TrainConfig, load_config_file
-from train.errors import ConfigError
+from cytoedge.train.config import TrainConfig, load_config_file
+from cytoedge.train.errors import ConfigError
 
 
 def _imagefolder(root: Path, classes=("a", "b"), per_class=3) -> Path:
@@ -24,7 +24,7 @@ def _imagefolder(root: Path, classes=("a", "b"), per_class=3) -> Path:
 
 
 def edge_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "train.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cytoedge.train.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
 
 
@@ -74,7 +74,7 @@ def test_bad_input_is_one_line(tmp_path, case):
 def test_config_file_values_and_cli_precedence(tmp_path):
     (tmp_path / "c.toml").write_text('epochs = 7\nlr = 0.01\nmilestones = [3, 5]\nmodel = "mobilenet_v2"\n')
     (tmp_path / "c.json").write_text('{"epochs": 2, "groups": false}')
-    from train.config import resolve_config
+    from cytoedge.train.config import resolve_config
 
     cfg = resolve_config(load_config_file(tmp_path / "c.toml"), {"lr": 0.5, "epochs": None})
     assert (cfg.epochs, cfg.lr, cfg.milestones, cfg.model, cfg.batch_size) == (7, 0.5, [3, 5], "mobilenet_v2", 16)
@@ -107,11 +107,11 @@ def test_help_is_instant_and_imports_no_torch():
 
 
 def test_augmentation_and_normalisation_are_options(tmp_path):
-    from edge_app.preprocess import IMAGENET_MEAN
-    from train.cli import get_parser
-    from train.config import resolve_config
-    from train.data.transforms import Augmentation
-    from train.loop import augmentation, preprocess_spec
+    from cytoedge.edge_app.preprocess import IMAGENET_MEAN
+    from cytoedge.train.cli import get_parser
+    from cytoedge.train.config import resolve_config
+    from cytoedge.train.data.transforms import Augmentation
+    from cytoedge.train.loop import augmentation, preprocess_spec
 
     (tmp_path / "c.toml").write_text("rotation = 90\nhflip = 0.0\nhue = 0.05\nmean = [0.5, 0.5, 0.5]\n"
                                      "std = [0.25, 0.25, 0.25]\n")
@@ -133,7 +133,7 @@ def test_augmentation_and_normalisation_are_options(tmp_path):
 
 
 def test_switch_help_says_what_the_switch_does():
-    from train.cli import get_parser
+    from cytoedge.train.cli import get_parser
 
     text = " ".join(get_parser().format_help().split())
     assert "(default: True)" not in text and "(default: False)" not in text

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from edge_app.atomic import sha256_file
-from train.cli import main as train_main
+from cytoedge.edge_app.atomic import sha256_file
+from cytoedge.train.cli import main as train_main
 
 MARKER = Path(os.environ.get("TMPDIR", "/tmp")) / "cytoedge-pickle-ran"
 

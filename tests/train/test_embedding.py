@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from train.bundle import read_bundle
-from train.config import TrainConfig
-from train.run import run_training
+from cytoedge.train.bundle import read_bundle
+from cytoedge.train.config import TrainConfig
+from cytoedge.train.run import run_training
 
 
 def _cfg(synth_tree, out, **kw) -> TrainConfig:
@@ -36,9 +36,9 @@ def test_hybrid_at_lambda_one_trains_from_scratch(hybrid_run):
 
 
 def test_bundle_records_the_embedding_and_fits_centroids_in_it(hybrid_run, synth_tree):
-    from train.data.dataset import CellDataset
-    from train.data.sipakmed import scan_dataset
-    from train.loop import predict
+    from cytoedge.train.data.dataset import CellDataset
+    from cytoedge.train.data.sipakmed import scan_dataset
+    from cytoedge.train.loop import predict
 
     bundle = read_bundle(hybrid_run)
     assert bundle.embedding == "l2" and bundle.config["embedding"] == "l2"

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.data.samplers import PKBatchSampler
-from train.data.sipakmed import Sample
-from train.errors import DataError
-from train.folds import make_folds
+from cytoedge.train.data.samplers import PKBatchSampler
+from cytoedge.train.data.sipakmed import Sample
+from cytoedge.train.errors import DataError
+from cytoedge.train.folds import make_folds
 
 
 def _samples(n_classes=3, groups_per_class=6, per_group=4):

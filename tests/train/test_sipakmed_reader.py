@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from train.data.sipakmed import scan_dataset
-from train.errors import DataError
+from cytoedge.train.data.sipakmed import scan_dataset
+from cytoedge.train.errors import DataError
 
 
 def _img(path: Path, value: int = 128) -> None:

@@ -11,13 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_FOLDERS
-from edge_app.clitools import run_cli
-from edge_app.outlines import outline_bbox, read_outline
-from train.data import synth
-from train.data.synth import SynthOptions, generate
-from train.data.synth_morphology import PARAMS, class_mean, sample_cell
-from train.errors import ConfigError, DataError
+from cytoedge.edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_FOLDERS
+from cytoedge.edge_app.clitools import run_cli
+from cytoedge.edge_app.outlines import outline_bbox, read_outline
+from cytoedge.train.data import synth
+from cytoedge.train.data.synth import SynthOptions, generate
+from cytoedge.train.data.synth_morphology import PARAMS, class_mean, sample_cell
+from cytoedge.train.errors import ConfigError, DataError
 
 PER_CLASS, FRAMES, FIELDS, SIZE = 40, 4, 2, (800, 600)
 
@@ -62,7 +62,7 @@ def test_tree_has_the_sipakmed_layout(tree):
 
 
 def test_the_reader_takes_the_tree_as_sipakmed(tree):
-    from train.data.sipakmed import scan_dataset
+    from cytoedge.train.data.sipakmed import scan_dataset
 
     index = scan_dataset(tree)
     assert index.layout == "sipakmed"
@@ -73,8 +73,8 @@ def test_the_reader_takes_the_tree_as_sipakmed(tree):
 
 
 def test_non_cell_sets_hold_other_kinds_and_seeds_and_are_never_classes(tree, tmp_path):
-    from train.data.sipakmed import NONCELL_MARKER, scan_dataset
-    from train.data.synth_noncells import KINDS, OOD_SEED_OFFSET, SETS
+    from cytoedge.train.data.sipakmed import NONCELL_MARKER, scan_dataset
+    from cytoedge.train.data.synth_noncells import KINDS, OOD_SEED_OFFSET, SETS
 
     metas = {name: json.loads((tree / name / NONCELL_MARKER).read_text()) for name in SETS}
     assert set(SETS["negatives"]).isdisjoint(SETS["ood"]) and set(SETS["negatives"]) | set(SETS["ood"]) == set(KINDS)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from edge_app.preprocess import preprocess
-from train.bundle import read_bundle
+from cytoedge.edge_app.preprocess import preprocess
+from cytoedge.train.bundle import read_bundle
 
 REPO = Path(__file__).parents[2]
 QUICK = ["--model", "squeezenet1_1", "--input-size", "48", "--folds", "2", "--lr", "0.01", "--grad-clip", "2",
@@ -25,7 +25,7 @@ QUICK = ["--model", "squeezenet1_1", "--input-size", "48", "--folds", "2", "--lr
 
 def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "train.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "cytoedge.train.cli", *args], capture_output=True, text=True, env=env,
                           timeout=600, **kw)
 
 
@@ -118,7 +118,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(synth_tree, tmp_path):
     assert _run([*args, "--out", str(straight)]).returncode == 0
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "train.cli", *args, "--out", str(killed)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "cytoedge.train.cli", *args, "--out", str(killed)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = killed / "fold_0" / "checkpoint.pt"
     deadline = time.time() + 300
@@ -161,7 +161,7 @@ def test_torchrun_two_processes_on_cpu(synth_tree, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "ddp"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                        "29517", "-m", "train.cli", "--data", str(synth_tree), "--out", str(out), "--epochs", "1",
+                        "29517", "-m", "cytoedge.train.cli", "--data", str(synth_tree), "--out", str(out), "--epochs", "1",
                         "--fold", "0", "--limit-per-class", "12", "--device", "cpu", *QUICK],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -179,8 +179,8 @@ def test_torchrun_two_processes_on_cpu(synth_tree, tmp_path):
 def test_constant_output_warning_names_the_dead_model_and_what_to_do():
     import numpy as np
 
-    from train.config import TrainConfig
-    from train.loop import constant_output_warning
+    from cytoedge.train.config import TrainConfig
+    from cytoedge.train.loop import constant_output_warning
 
     cfg = TrainConfig(data="d", out="o", lr=0.02)
     dead = np.zeros((6, 5), dtype=np.float32)  # SqueezeNet's ReLU'd logits after they died
@@ -195,15 +195,15 @@ def test_constant_output_warning_names_the_dead_model_and_what_to_do():
 def test_metrics_doctests():
     import doctest
 
-    import train.metrics
+    import cytoedge.train.metrics
 
-    result = doctest.testmod(train.metrics)
+    result = doctest.testmod(cytoedge.train.metrics)
     assert result.attempted >= 1 and result.failed == 0
 
 
 def test_random_init_with_the_papers_learning_rate_gets_a_hint():
-    from train.config import TrainConfig
-    from train.run import random_init_hint
+    from cytoedge.train.config import TrainConfig
+    from cytoedge.train.run import random_init_hint
 
     hint = random_init_hint(TrainConfig(data="d", out="o"))  # the paper's lr 1e-4, no weights
     assert hint is not None and "lr 0.0001" in hint and "--lr 0.02" in hint
@@ -226,7 +226,7 @@ def test_outlier_exposure_trains_on_the_negatives_only_when_asked(synth_tree, tm
 
 
 def test_outlier_exposure_term_is_zero_for_uniform_and_grows_with_confidence():
-    from train.losses import outlier_exposure_loss
+    from cytoedge.train.losses import outlier_exposure_loss
 
     assert float(outlier_exposure_loss(torch.zeros(4, 5))) == pytest.approx(0.0, abs=1e-6)
     confident = torch.tensor([[9.0, 0, 0, 0, 0]], requires_grad=True)

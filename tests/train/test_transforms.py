@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import torch
 
-from edge_app.preprocess import PreprocessSpec, preprocess
-from train.data.dataset import CellDataset
-from train.data.sipakmed import Sample
-from train.data.transforms import EvalTransform, TrainTransform, read_bgr
+from cytoedge.edge_app.preprocess import PreprocessSpec, preprocess
+from cytoedge.train.data.dataset import CellDataset
+from cytoedge.train.data.sipakmed import Sample
+from cytoedge.train.data.transforms import EvalTransform, TrainTransform, read_bgr
 
 
 def _crop(tmp_path, h=150, w=110, seed=0):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from train.config import TrainConfig, load_config_file, resolve_config
+from cytoedge.train.config import TrainConfig, load_config_file, resolve_config
 
 REPO = Path(__file__).parents[2]
 TINY = ["--model", "shufflenet_v2_x1_0", "--input-size", "32", "--folds", "2", "--fold", "0", "--batch-size", "16",
@@ -24,7 +24,7 @@ def _env() -> dict:
 
 
 def _tune(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "train.cli", "tune", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cytoedge.train.cli", "tune", *args], cwd=cwd, capture_output=True, text=True,
                           env=_env(), timeout=900)
 
 
@@ -47,7 +47,7 @@ def killed_and_resumed(synth_tree, tmp_path_factory):
     work = tmp_path_factory.mktemp("tune")
     out = work / "study"
     args = ["--data", str(synth_tree), "--out", str(out), "--trials", "3", "--epochs", "3", *TINY]
-    proc = subprocess.Popen([sys.executable, "-m", "train.cli", "tune", *args], cwd=work, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "cytoedge.train.cli", "tune", *args], cwd=work, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=_env())
     first = []
     deadline = time.monotonic() + 600
@@ -79,7 +79,7 @@ def test_killed_search_resumes_to_three_finished_trials(killed_and_resumed):
     assert rerun.params == failed.params == running[0].params  # the same values, not a new sample
     assert rerun.user_attrs["run_dir"] == failed.user_attrs["run_dir"]  # ... in the same run folder
     assert 0 in rerun.intermediate_values and len(rerun.intermediate_values) == 3  # epoch 1 kept, 2 and 3 added
-    log = (Path(rerun.user_attrs["run_dir"]) / "train.log").read_text()
+    log = (Path(rerun.user_attrs["run_dir"]) / "cytoedge.train.log").read_text()
     assert "fold 0: resuming after epoch" in log  # edge-train's own checkpoint, not a fresh start
     # every finished trial's value is the mean macro-F1 of its fold, as edge-train wrote it
     for t in study.trials:
@@ -105,7 +105,7 @@ def test_run_toml_is_the_best_trial_and_edge_train_trains_it(killed_and_resumed,
         assert (out / png).stat().st_size > 1000, png
     if len({round(t.value, 9) for t in study.trials if t.value is not None}) > 1:  # fANOVA needs differing values
         assert (out / "importances.png").stat().st_size > 1000
-    r = subprocess.run([sys.executable, "-m", "train.cli", "--config", str(out / "run.toml"), "--epochs", "1",
+    r = subprocess.run([sys.executable, "-m", "cytoedge.train.cli", "--config", str(out / "run.toml"), "--epochs", "1",
                         "--out", str(tmp_path / "best"), "--no-progress"], capture_output=True, text=True, env=_env(),
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

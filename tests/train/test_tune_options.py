@@ -8,11 +8,11 @@ import socket
 import numpy as np
 import pytest
 
-from train.config import TrainConfig
-from train.errors import ConfigError
-from train.tune import TuneOptions, _this_worker, epoch_objective, requeue_stale_trials
-from train.tune_cli import options_from_argv
-from train.tune_space import DEFAULT_SPACE, parse_search
+from cytoedge.train.config import TrainConfig
+from cytoedge.train.errors import ConfigError
+from cytoedge.train.tune import TuneOptions, _this_worker, epoch_objective, requeue_stale_trials
+from cytoedge.train.tune_cli import options_from_argv
+from cytoedge.train.tune_space import DEFAULT_SPACE, parse_search
 
 
 def test_defaults_search_the_five_values_the_paper_fixed(tmp_path):
@@ -45,7 +45,7 @@ def test_an_option_set_by_the_user_is_fixed_unless_search_gives_a_range(tmp_path
     ("jobs = \"two\"\n", "jobs = 'two' is not a valid int"),
 ])
 def test_bad_search_settings_are_one_line_errors(tmp_path, toml, message):
-    from edge_app.errors import CytoEdgeError
+    from cytoedge.edge_app.errors import CytoEdgeError
 
     (tmp_path / "t.toml").write_text(toml)
     with pytest.raises(CytoEdgeError, match=".*") as err:
@@ -119,8 +119,8 @@ def test_objectives_on_known_predictions():
 def test_baseline_queues_the_configuration_as_it_stands_once(tmp_path):
     import optuna
 
-    from train.tune import enqueue_baseline
-    from train.tune_space import suggest
+    from cytoedge.train.tune import enqueue_baseline
+    from cytoedge.train.tune_space import suggest
 
     (tmp_path / "t.toml").write_text("lr = 0.02\n[search]\nlr = [0.001, 0.1]\n")
     o = options_from_argv(["--config", str(tmp_path / "t.toml"), "--data", "d", "--baseline"])

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from edge_app.preprocess import PreprocessSpec
-from train.data.sipakmed import Sample
-from train.data.transforms import Augmentation, EvalTransform, TrainTransform, read_bgr
+from cytoedge.edge_app.preprocess import PreprocessSpec
+from cytoedge.train.data.sipakmed import Sample
+from cytoedge.train.data.transforms import Augmentation, EvalTransform, TrainTransform, read_bgr
 
 
 class CellDataset(Dataset):

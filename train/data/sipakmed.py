@@ -26,8 +26,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_app.classes import SIPAKMED_CLASSES, canonical_name
-from train.errors import DataError
+from cytoedge.edge_app.classes import SIPAKMED_CLASSES, canonical_name
+from cytoedge.train.errors import DataError
 
 IMAGE_SUFFIXES = {".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 _CROP_NAME = re.compile(r"^(\d+)_\d+$")

@@ -45,10 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.atomic import atomic_write_json
-from edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_FOLDERS
-from edge_app.outlines import format_outline, outline_bbox
-from train.errors import ConfigError, DataError
+from cytoedge.edge_app.atomic import atomic_write_json
+from cytoedge.edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_FOLDERS
+from cytoedge.edge_app.outlines import format_outline, outline_bbox
+from cytoedge.train.errors import ConfigError, DataError
 
 MARKER = "synth.json"
 GENERATOR = "cytoedge-synth"
@@ -135,7 +135,7 @@ class SynthSummary:
 
 
 def _capacity(cls: str, size: tuple[int, int]) -> int:
-    from train.data.synth_morphology import mean_area
+    from cytoedge.train.data.synth_morphology import mean_area
 
     return max(1, int(FRAME_COVERAGE * size[0] * size[1] / mean_area(cls)))
 
@@ -148,7 +148,7 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
 # --- the output folder ---------------------------------------------------------------------
 
 def _ours(name: str) -> bool:
-    from train.data.synth_noncells import SETS
+    from cytoedge.train.data.synth_noncells import SETS
 
     return (name == MARKER or name == FIELDS_DIR or name in SETS or name.startswith(STAGING_PREFIX)
             or name in {f"im_{f}" for f in SIPAKMED_FOLDERS.values()})
@@ -212,7 +212,7 @@ def _crop_box(cyt: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, in
 
 
 def _write_class(folder: Path, cls: str, ci: int, opts: SynthOptions) -> tuple[int, int]:
-    from train.data.synth_frames import compose_frame
+    from cytoedge.train.data.synth_frames import compose_frame
 
     crops_dir = folder / "CROPPED"
     crops_dir.mkdir(parents=True)
@@ -240,7 +240,7 @@ def _write_class(folder: Path, cls: str, ci: int, opts: SynthOptions) -> tuple[i
 
 def field_capacity(frame_size: tuple[int, int]) -> int:
     """How many cells of the slide mix (:data:`FIELD_MIX`) a sparse slide field holds at most."""
-    from train.data.synth_morphology import mean_area
+    from cytoedge.train.data.synth_morphology import mean_area
 
     typical = float(np.dot(list(FIELD_MIX.values()), [mean_area(c) for c in FIELD_MIX]))
     return max(1, int(FIELD_COVERAGE * frame_size[0] * frame_size[1] / typical))
@@ -264,7 +264,7 @@ def write_fields(folder: Path, fields: list[tuple[list[str], np.random.Generator
     Returns the number of labelled cells. ``truth.json`` lists every field's cells (class,
     box, outline files) and its inflammatory cells (distractors).
     """
-    from train.data.synth_frames import compose_frame
+    from cytoedge.train.data.synth_frames import compose_frame
 
     folder.mkdir(parents=True)
     records, n_cells = [], 0
@@ -334,7 +334,7 @@ def generate(opts: SynthOptions) -> SynthSummary:
 
 def _write_non_cells(staging: Path, opts: SynthOptions) -> dict[str, int]:
     """``negatives/`` (seed) and ``ood/`` (another seed, other kinds); the count per set."""
-    from train.data.synth_noncells import OOD_DIR, OOD_SEED_OFFSET, SETS, write_set
+    from cytoedge.train.data.synth_noncells import OOD_DIR, OOD_SEED_OFFSET, SETS, write_set
 
     return {name: write_set(staging / name, name, opts.non_cells,
                             opts.seed + (OOD_SEED_OFFSET if name == OOD_DIR else 0), opts.difficulty,
@@ -384,6 +384,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    from edge_app.clitools import run_cli
+    from cytoedge.edge_app.clitools import run_cli
 
     sys.exit(run_cli("edge-train synth", main))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from train.data.synth_morphology import CellParams
+from cytoedge.train.data.synth_morphology import CellParams
 
 # Absorbance per unit density, RGB.
 CYAN = np.array([0.95, 0.36, 0.40], np.float32)  # light green / cyan cytoplasm

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from train.data import synth_cells as sc
-from train.data.synth_morphology import CellParams, sample_cell
+from cytoedge.train.data import synth_cells as sc
+from cytoedge.train.data.synth_morphology import CellParams, sample_cell
 
 CANDIDATES = 64  # positions tried per cell
 

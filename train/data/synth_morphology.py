@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_app.classes import SIPAKMED_CLASSES
+from cytoedge.edge_app.classes import SIPAKMED_CLASSES
 
 # The numbers a cell is drawn from, and the range each is clipped to.
 PARAMS: tuple[str, ...] = (

@@ -30,11 +30,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.classes import SIPAKMED_CLASSES
-from train.data import synth_cells as sc
-from train.data.sipakmed import NONCELL_MARKER as MARKER  # a folder holding it is never a class
-from train.data.synth_frames import blank_slide, render
-from train.data.synth_morphology import sample_cell
+from cytoedge.edge_app.classes import SIPAKMED_CLASSES
+from cytoedge.train.data import synth_cells as sc
+from cytoedge.train.data.sipakmed import NONCELL_MARKER as MARKER  # a folder holding it is never a class
+from cytoedge.train.data.synth_frames import blank_slide, render
+from cytoedge.train.data.synth_morphology import sample_cell
 
 NEGATIVES_DIR, OOD_DIR = "negatives", "ood"
 # Kinds per set: training may use the first; the second is the test set of OTHER kinds.
@@ -211,7 +211,7 @@ KINDS: dict[str, Callable[[float, np.random.Generator], np.ndarray]] = {
 def write_set(folder: Path, name: str, per_kind: int, seed: int, difficulty: float, generator: str,
               version: int) -> int:
     """Write ``per_kind`` crops of every kind of set ``name`` into ``folder/<kind>/``; returns the crop count."""
-    from train.data.synth import write_image  # here: synth imports this module
+    from cytoedge.train.data.synth import write_image  # here: synth imports this module
 
     kinds = SETS[name]
     folder.mkdir(parents=True)

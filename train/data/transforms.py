@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_app.preprocess import PreprocessSpec, normalize_crop, preprocess, resize_center_crop
-from train.errors import DataError
+from cytoedge.edge_app.preprocess import PreprocessSpec, normalize_crop, preprocess, resize_center_crop
+from cytoedge.train.errors import DataError
 
 
 def read_bgr(path: str | Path) -> np.ndarray:

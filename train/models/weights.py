@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from train.errors import ModelError
-from train.models.registry import ModelInfo
+from cytoedge.train.errors import ModelError
+from cytoedge.train.models.registry import ModelInfo
 
 
 def read_state_dict(path: Path) -> dict[str, Any]:
@@ -155,7 +155,7 @@ def timm_model(info: ModelInfo, pretrained: bool) -> Any:
 
 def imagenet_model(info: ModelInfo, *, pretrained: bool, weights: str | Path | None) -> Any:
     """The library's ImageNet-shaped model (1000 classes) with the weights asked for, or random ones."""
-    from train.models import efficientnet_lite
+    from cytoedge.train.models import efficientnet_lite
 
     from_library = pretrained and weights is None and not info.weights_package
     model = (torchvision_model if info.source == "torchvision" else timm_model)(info, from_library)

@@ -49,8 +49,8 @@ def same_input_logits(clf, x):
     """The artifact's interpreter alone, one tensor per invocation: dequantised logits (N x classes)."""
     import numpy as np
 
-    from edge_app.interpreter import load_interpreter
-    from edge_app.preprocess import Quantization, dequantize
+    from cytoedge.edge_app.interpreter import load_interpreter
+    from cytoedge.edge_app.preprocess import Quantization, dequantize
 
     interp = load_interpreter(clf.path, clf.loaded.num_threads).interpreter
     inp = interp.get_input_details()[0]
@@ -72,10 +72,10 @@ def same_input_logits(clf, x):
 def probe(model: Path, fields: Path, crops: Path, out: Path, reference: Path | None, threads: int) -> dict:
     import numpy as np
 
-    from edge_app.classifier import DEVICE_FORMATS, Classifier
-    from edge_app.finder import crops_of, find_cells
-    from edge_app.preprocess import preprocess, quantize
-    from edge_app.sources import image_files, read_image
+    from cytoedge.edge_app.classifier import DEVICE_FORMATS, Classifier
+    from cytoedge.edge_app.finder import crops_of, find_cells
+    from cytoedge.edge_app.preprocess import preprocess, quantize
+    from cytoedge.edge_app.sources import image_files, read_image
 
     def images(folder: Path) -> list[tuple[str, object]]:
         found = []

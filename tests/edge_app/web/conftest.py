@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from webstore import TOKEN, fill_store
 
-from edge_app.web.app import WebConfig, create_app
+from cytoedge.edge_app.web.app import WebConfig, create_app
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 from webstore import ORIGIN, csrf_of
 
-from edge_app.report import TriageRule, build_report, render, triage
-from edge_app.store import CellResult, Store
-from edge_app.web.app import WebConfig, create_app
-from edge_app.web.live import LiveState
-from edge_app.web.reviews import review_queue
+from cytoedge.edge_app.report import TriageRule, build_report, render, triage
+from cytoedge.edge_app.store import CellResult, Store
+from cytoedge.edge_app.web.app import WebConfig, create_app
+from cytoedge.edge_app.web.live import LiveState
+from cytoedge.edge_app.web.reviews import review_queue
 
 
 def test_slides_api_and_page_agree_with_the_store_and_the_triage_rule(client, store_dir):

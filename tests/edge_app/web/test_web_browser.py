@@ -34,7 +34,7 @@ class App:
 
     def __init__(self, args: list[str], cwd: Path) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge_app", *args], cwd=cwd, env=env, text=True,
+        self.proc = subprocess.Popen([sys.executable, "-m", "cytoedge.edge_app", *args], cwd=cwd, env=env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["edge_app.web.security", "edge_app.web.reviews"])
+@pytest.mark.parametrize("module", ["cytoedge.edge_app.web.security", "cytoedge.edge_app.web.reviews"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

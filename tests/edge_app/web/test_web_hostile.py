@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from webstore import ORIGIN, TOKEN, csrf_of
 
-from edge_app.csvsafe import neutral
-from edge_app.store import DB_FILE
-from edge_app.web.app import WebConfig, create_app
-from edge_app.web.security import resolve_token
-from edge_app.web.server import ServerLimits, WebServer
+from cytoedge.edge_app.csvsafe import neutral
+from cytoedge.edge_app.store import DB_FILE
+from cytoedge.edge_app.web.app import WebConfig, create_app
+from cytoedge.edge_app.web.security import resolve_token
+from cytoedge.edge_app.web.server import ServerLimits, WebServer
 
 HUGE = 10**23
 

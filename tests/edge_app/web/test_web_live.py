@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from webstore import TOKEN
 
-from edge_app.classes import GROUP_COLOURS_BGR
-from edge_app.cli import main
-from edge_app.errors import CytoEdgeError
-from edge_app.web.app import WebConfig
-from edge_app.web.live import LiveState
-from edge_app.web.security import TOKEN_HEADER
-from edge_app.web.server import WebServer
+from cytoedge.edge_app.classes import GROUP_COLOURS_BGR
+from cytoedge.edge_app.cli import main
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.web.app import WebConfig
+from cytoedge.edge_app.web.live import LiveState
+from cytoedge.edge_app.web.security import TOKEN_HEADER
+from cytoedge.edge_app.web.server import WebServer
 
 
 def _frame(value: int = 200, w: int = 640, h: int = 480) -> np.ndarray:

@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from edge_app.cli import main
-from edge_app.store import DB_FILE, SCHEMA, SCHEMA_VERSION, Store
-from edge_app.web.reviews import (MANIFEST, MAX_NOTE, MAX_REVIEWER, NOT_A_CELL, ReviewError, add_review,
+from cytoedge.edge_app.cli import main
+from cytoedge.edge_app.store import DB_FILE, SCHEMA, SCHEMA_VERSION, Store
+from cytoedge.edge_app.web.reviews import (MANIFEST, MAX_NOTE, MAX_REVIEWER, NOT_A_CELL, ReviewError, add_review,
                                   export_imagefolder, latest_reviews, review_queue, reviews)
 
 
@@ -108,7 +108,7 @@ def _review_some(store):
 
 
 def test_export_is_an_imagefolder_tree_that_the_trainer_reads(store, tmp_path):
-    from train.data.sipakmed import scan_dataset
+    from cytoedge.train.data.sipakmed import scan_dataset
 
     items = _review_some(store)
     res = export_imagefolder(store, tmp_path / "reviewed")

@@ -8,9 +8,9 @@ import sqlite3
 import pytest
 from webstore import ORIGIN, TOKEN, csrf_of
 
-from edge_app.errors import CytoEdgeError
-from edge_app.store import DB_FILE
-from edge_app.web.security import TOKEN_HEADER, is_local, resolve_token
+from cytoedge.edge_app.errors import CytoEdgeError
+from cytoedge.edge_app.store import DB_FILE
+from cytoedge.edge_app.web.security import TOKEN_HEADER, is_local, resolve_token
 
 GET_ROUTES = ["/", "/live", "/live/frame.jpg", "/slides", "/slides/demo", "/slides/demo/report.csv",
               "/slides/demo/report.json", "/review", "/crop/1.png", "/reviews/export.zip", "/api/live",
@@ -110,7 +110,7 @@ def test_review_needs_same_origin_and_the_session_csrf_token(client, store_dir):
 
 
 def test_csrf_token_is_tied_to_the_session(store_dir, client):
-    from edge_app.web.app import WebConfig, create_app
+    from cytoedge.edge_app.web.app import WebConfig, create_app
 
     stolen = csrf_of(client)
     other = create_app(WebConfig(store=store_dir)).test_client()

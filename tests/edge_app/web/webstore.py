@@ -7,8 +7,8 @@ from pathlib import Path
 
 import cv2
 
-from edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_GROUPS
-from edge_app.store import CellResult, Store
+from cytoedge.edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_GROUPS
+from cytoedge.edge_app.store import CellResult, Store
 
 ORIGIN = "http://localhost"  # the Flask test client's own origin
 TOKEN = "test-token-0123456789abcdef"
