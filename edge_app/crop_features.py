@@ -4,7 +4,8 @@ The open-set score's ``image`` part (:mod:`edge_app.rejection`) fits a Gaussian 
 these numbers over the training cells and measures how far a crop lies from it. They
 are computed on the crop exactly as the model sees it (``preprocess(...,
 normalize=False)``: resized and centre-cropped uint8 pixels) with numpy and OpenCV,
-about 0.1 ms per crop, and do not depend on the channel order. Absorbance is measured
+about 1 ms per 224 px crop here (6 ms before the uint8 fast path), and do not depend on
+the channel order. Absorbance is measured
 against the crop's own background (its 95th-percentile brightness), so lamp colour and
 exposure changes cancel out:
 
@@ -36,18 +37,43 @@ STAINED_OD, DENSE_OD = 0.15, 0.7  # absorbance (natural log) thresholds
 NUCLEUS_PIXELS = 6  # dense blobs of at least this many pixels count as nuclei, smaller ones as specks
 
 
+# brightness of a uint8 pixel from its channel sum k (0..765), exactly as ``mean(axis=2) / 255`` gives it
+_BRIGHTNESS = np.arange(766, dtype=np.float32) / np.float32(3) * (1.0 / 255.0)
+
+
+def _percentile95(k: np.ndarray) -> float:
+    """``np.percentile(_BRIGHTNESS[k], 95)`` bit for bit (linear interpolation), from a histogram: no sort."""
+    n = k.size
+    cum = np.cumsum(np.bincount(k.ravel(), minlength=766))
+    virtual = 0.95 * (n - 1)
+    lo = int(np.floor(virtual))
+    gamma = virtual - lo
+    a = _BRIGHTNESS[int(np.searchsorted(cum, lo + 1))]
+    b = _BRIGHTNESS[int(np.searchsorted(cum, min(lo + 2, n)))]
+    diff = np.float32(b - a)
+    return float(a + diff * gamma) if gamma < 0.5 else float(b - diff * (1 - gamma))
+
+
 def _one(crop: np.ndarray) -> list[float]:
     import cv2
 
-    px = np.asarray(crop, np.float32)
-    g = px.mean(axis=2) * (1.0 / 255.0)
-    bg = max(float(np.percentile(g, 95)), 0.02)
+    if crop.dtype == np.uint8:  # per-channel OpenCV ops and a histogram: the same numbers, ~9x faster than
+        b, gr, r = cv2.split(np.ascontiguousarray(crop))  # numpy's reductions over a last axis of 3 and a sort
+        hi = cv2.max(cv2.max(b, gr), r).astype(np.float32)
+        lo = cv2.min(cv2.min(b, gr), r).astype(np.float32)
+        k = b.astype(np.int32) + gr + r
+        g = _BRIGHTNESS[k]
+        bg = max(_percentile95(k), 0.02)
+    else:
+        px = np.asarray(crop, np.float32)
+        hi, lo = px.max(axis=2), px.min(axis=2)
+        g = px.mean(axis=2) * (1.0 / 255.0)
+        bg = max(float(np.percentile(g, 95)), 0.02)
     od = -np.log(np.clip(g / bg, 1e-3, 1.0))
     std = float(g.std())
     lap = cv2.Laplacian(g, cv2.CV_32F)
     s0, s1 = g.shape
     centre = od[s0 // 4:3 * s0 // 4, s1 // 4:3 * s1 // 4]
-    hi, lo = px.max(axis=2), px.min(axis=2)
     stained, dense = od > STAINED_OD, od > DENSE_OD
     n, _, stats, _ = cv2.connectedComponentsWithStats(dense.astype(np.uint8), connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]

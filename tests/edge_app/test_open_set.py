@@ -157,3 +157,17 @@ def test_picture_statistics_tell_empty_dark_noisy_and_blurred_crops_from_a_cell(
     assert f["cell"][col["stained"]] > 0.2 and f["cell"][col["centred"]] > 0
     assert f["noise"][col["sharpness"]] > f["cell"][col["sharpness"]] + 2
     assert f["blur"][col["sharpness"]] < f["cell"][col["sharpness"]] - 1
+
+
+def test_uint8_fast_path_gives_the_float_reference_features_bit_for_bit():
+    """Crops as uint8 take OpenCV per-channel ops and a histogram percentile; float crops take numpy's
+    mean / max / percentile. The card's fitted Gaussian must see the same numbers from both."""
+    from cytoedge.edge_app.crop_features import crop_features
+
+    rng = np.random.default_rng(3)
+    crops = [rng.integers(0, 256, (48, 48, 3), dtype=np.uint8), np.zeros((48, 48, 3), np.uint8),
+             np.full((48, 48, 3), 255, np.uint8)]
+    ramp = np.linspace(0, 255, 48 * 48 * 3).reshape(48, 48, 3).astype(np.uint8)  # many distinct levels
+    crops += [ramp, ramp[::-1].copy(), (ramp // 3 + 170).astype(np.uint8)]
+    pixels = np.stack(crops)
+    np.testing.assert_array_equal(crop_features(pixels), crop_features(pixels.astype(np.float32)))
