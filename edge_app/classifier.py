@@ -231,12 +231,10 @@ class Classifier:
 
     def classify(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         """One :class:`Prediction` per crop (BGR uint8 images of any size), in order."""
-        if self.open_set.needs_image:  # the score reads the crops' pixels as well: the reference path keeps them
-            px = self.pixels(crops)
-            logits, embs = self.outputs_of(px)
-            features = crop_features(px) if len(px) else None
-        else:
-            (logits, embs), features = self.raw_outputs(crops), None
+        logits, embs = self.raw_outputs(crops)  # the crops written straight into the input (= pixels + quantize)
+        features = None
+        if self.open_set.needs_image and len(crops):  # the score reads the crops' pixels as well, as uint8 (the
+            features = crop_features(self.pixels(crops).astype(np.uint8))  # values are whole: crop_features' fast path
         if not len(logits):
             return []
         probs = softmax(logits, self.temperature)
