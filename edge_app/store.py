@@ -240,8 +240,11 @@ class Store:
                              "choose a writable --out") from None
 
     # -- schema ----------------------------------------------------------------------------------
+    def _schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
     def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        version = self._schema_version()
         if version > SCHEMA_VERSION:
             raise StoreError(f"store {self.db_path} has schema version {version}, newer than this CytoEdge "
                              f"({SCHEMA_VERSION}): upgrade CytoEdge or use another --out")
@@ -255,7 +258,10 @@ class Store:
         except sqlite3.DatabaseError:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            raise
+            # another connection (the web view opening the store edge-app is creating) may have migrated it
+            # between our read and our write lock: then the store is as it should be
+            if self._schema_version() != SCHEMA_VERSION:
+                raise
 
     def transaction(self) -> "_Transaction":
         return _Transaction(self.conn, self.folder)

@@ -169,3 +169,16 @@ def test_store_file_is_plain_sqlite(tmp_path):
     other = sqlite3.connect(tmp_path / "cytoedge.sqlite")  # another reader sees the committed frame at once
     assert other.execute("SELECT COUNT(*) FROM cells").fetchone()[0] == 4
     other.close()
+
+
+def test_a_store_migrated_by_another_connection_meanwhile_opens(tmp_path, monkeypatch):
+    """The web view may open the store while edge-app is creating it: both read schema version 0, one
+    migrates, the other's migration then fails (the column exists). The loser must see that the store is
+    now current and open it, not fail the run (seen as a live page that never counted a frame)."""
+    Store(tmp_path).close()  # the other connection, done migrating
+    stale = [0]  # our connection read the version just before that migration committed
+    real = Store._schema_version
+    monkeypatch.setattr(Store, "_schema_version", lambda self: stale.pop() if stale else real(self))
+    with Store(tmp_path, create=False) as s:
+        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert s.conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1  # rolled back, not doubled
