@@ -220,7 +220,8 @@ def test_any_review_body_is_stored_only_when_valid_and_never_a_500(client, store
 @HYP
 @given(path=st.text(max_size=40), query=st.dictionaries(st.text(max_size=6), st.text(max_size=12), max_size=3))
 def test_any_path_and_query_is_answered_without_a_500(client, path, query):
-    r = client.get("/" + quote(path, safe="/"), query_string=query)  # the server decodes the path back
+    # the server decodes the path back; a leading "//" would make the test client read it as a host name
+    r = client.get("/" + quote(path, safe="/").lstrip("/"), query_string=query)
     assert r.status_code < 500, (path, query, r.status_code)
 
 
