@@ -28,6 +28,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 SHOTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "screenshots"
 PHONE = {"width": 412, "height": 915}
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
 
 class App:
     """An edge-app subprocess; its stdout lines are read by a thread so that the test can wait for one."""
@@ -75,10 +77,15 @@ def _reviews(store: Path) -> list[tuple]:
         return conn.execute("SELECT cell_id, reviewer, old_label, new_label FROM reviews").fetchall()
 
 
-def test_live_report_review_and_restart_in_a_real_browser(device_model, distinct_frames, tmp_path):
+def test_live_report_review_and_restart_in_a_real_browser(distinct_frames, tmp_path, request):
     from playwright.sync_api import expect, sync_playwright
 
-    assert CHROMIUM.is_file(), "Debian's chromium is missing: run `make browser` (apt-get install chromium)"
+    # Debian's Chromium first, before the model conversion: without it the test FAILS with one line (never a
+    # skip: CI must not pass without the browser test).
+    if not CHROMIUM.is_file():
+        pytest.fail(f"Debian's chromium is missing ({CHROMIUM}): run `make browser` (apt-get install chromium)",
+                    pytrace=False)
+    device_model = request.getfixturevalue("device_model")
     SHOTS.mkdir(parents=True, exist_ok=True)
     print(f"\nscreenshots: {SHOTS}")
     frames, store = distinct_frames(tmp_path / "frames", 20, "field_{:03d}.png"), tmp_path / "store"
