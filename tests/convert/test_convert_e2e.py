@@ -134,7 +134,8 @@ def test_fp32_matches_pytorch_and_validation_numbers_are_reproducible(converted)
 
 def test_int8_gets_its_own_open_set_score_and_temperature(converted):
     """Recompute the int8 fit here (training split: score parameters; validation split: threshold, temperature)."""
-    from cytoedge.convert.validate import fit_temperature
+    from cytoedge.convert.validate import TEMPERATURE_RANGE, fit_temperature
+    from cytoedge.edge_app import confidence
     from cytoedge.edge_app.crop_features import crop_features
     from cytoedge.edge_app.rejection import fit_open_set
 
@@ -157,8 +158,19 @@ def test_int8_gets_its_own_open_set_score_and_temperature(converted):
     assert entry.open_set.threshold == pytest.approx(want.threshold, rel=1e-4)
     assert entry.validation["unknown_rate"] == pytest.approx(0.05, abs=1.5 / len(labels))
     assert entry.temperature == pytest.approx(fit_temperature(val["logits"], labels), rel=1e-3)
+    # What temperature scaling promises: T minimises the NLL on the set it was fitted on (so the NLL never
+    # rises; T = 1 is in the searched range). A lower ECE is not promised (docs/open-set.md): on one CPU's
+    # int8 logits it went 0.0915 -> 0.0964. The ECE figures are checked as what they are, recomputed here.
     cal = entry.calibration
-    assert cal["ece_after"] <= cal["ece_before"] + 1e-9 and cal["nll_after"] <= cal["nll_before"] + 1e-9
+    t = entry.temperature
+    assert cal["nll_after"] == pytest.approx(confidence.nll(val["logits"], labels, t), rel=1e-4)
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9
+    lo, hi = TEMPERATURE_RANGE
+    nearby = [confidence.nll(val["logits"], labels, t * f) for f in (0.9, 1.1) if lo <= t * f <= hi]
+    assert confidence.nll(val["logits"], labels, t) <= min(nearby) + 1e-9  # a minimum, not just lower than T = 1
+    for key, temp in (("ece_before", 1.0), ("ece_after", t)):  # one image changing bins moves the ECE by <= 2/n
+        want_ece = confidence.expected_calibration_error(confidence.softmax(val["logits"], temp), labels)
+        assert cal[key] == pytest.approx(want_ece, abs=2 / len(labels)), key
     assert sum(b["n"] for b in cal["reliability_after"]) == len(labels)
     fp32 = card.artifacts["tflite-fp32"]
     assert not np.allclose(entry.open_set.embedding.means, fp32.open_set.embedding.means)  # int8 is not float
