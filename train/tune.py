@@ -13,6 +13,13 @@ that trial's own edge-train checkpoint (bit-identical to an uninterrupted run) a
 the epochs it had already reported. ``--jobs N`` runs trials in N processes on the same
 storage; ``--trials N`` counts finished trials (complete or pruned) of the whole study.
 
+Several machines share one study through a database server (``--storage postgresql://...``):
+each worker takes a PostgreSQL advisory lock, not only its own file lock, to count and start
+trials, so ``--trials`` holds for all of them; a running trial sends Optuna's heartbeat, and a
+trial silent for twice ``--heartbeat`` seconds (its worker killed, its machine gone) is marked
+FAIL by the next worker that looks and re-queued with the same values. A worker that finds
+the study full but trials still running elsewhere waits for them, so none is lost.
+
 Python API (the CLI is a thin layer over it)::
 
     from cytoedge.train.config import TrainConfig
@@ -26,11 +33,15 @@ Python API (the CLI is a thin layer over it)::
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import socket
 import sys
+import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -66,6 +77,7 @@ class TuneOptions:
     study_name: str = ""  # "" = the name of the OUT folder
     search: dict[str, ParamRange] = field(default_factory=lambda: dict(DEFAULT_SPACE))
     baseline: bool = False  # first evaluate `train`'s own values of the searched options (once per study)
+    heartbeat: int = 60  # database storages: seconds between a running trial's heartbeats; silent 2x that = FAIL
 
     @property
     def name(self) -> str:
@@ -75,6 +87,11 @@ class TuneOptions:
     def storage_url(self) -> str:
         s = self.storage or str(Path(self.out) / STUDY_FILE)
         return s if "://" in s else f"sqlite:///{Path(s).resolve()}"
+
+    @property
+    def heartbeats(self) -> bool:
+        """Trials send Optuna's heartbeat: a database server, which other machines may share (not a SQLite file)."""
+        return not self.storage_url.startswith("sqlite:")
 
     @property
     def folds(self) -> list[int]:
@@ -92,6 +109,7 @@ class TuneOptions:
             (self.trials >= 1, f"--trials must be at least 1, got {self.trials}"),
             (self.timeout >= 0, f"--timeout must be >= 0 seconds, got {self.timeout}"),
             (self.jobs >= 1, f"--jobs must be at least 1, got {self.jobs}"),
+            (self.heartbeat >= 1, f"--heartbeat must be at least 1 second, got {self.heartbeat}"),
             (self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"),
             (0 < self.specificity < 1, f"--specificity must be in (0, 1), got {self.specificity}"),
             (bool(self.search), "nothing to search: the [search] table fixed every option"),
@@ -178,7 +196,7 @@ class _Reporter:
 # -- the study ---------------------------------------------------------------------------
 
 
-def _storage(opts: TuneOptions) -> Any:
+def _storage(opts: TuneOptions, say: Callable[[str], None] | None = None) -> Any:
     import optuna
 
     url = opts.storage_url
@@ -186,7 +204,67 @@ def _storage(opts: TuneOptions) -> Any:
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         # parallel jobs write to one file: wait for a lock rather than fail at once
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
-    return optuna.storages.RDBStorage(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=opts.heartbeat, grace_period=2 * opts.heartbeat,
+                                          heartbeat_stale_trial_callback=_StaleTrial(2 * opts.heartbeat, say))
+
+
+class _StaleTrial:
+    """Optuna's callback for a trial its heartbeat check failed: re-queue it with the same values, and say so."""
+
+    def __init__(self, grace: int, say: Callable[[str], None] | None) -> None:
+        self.grace, self.say = grace, say or _printer(sys.stdout)
+
+    def __call__(self, study: Any, t: Any) -> None:
+        _requeue(study, t)
+        worker = t.user_attrs.get("worker") or {}
+        self.say(f"trial {t.number} sent no heartbeat for {self.grace} s (its worker on {worker.get('host', '?')} "
+                 "was killed or lost the database): marked FAIL and re-queued with the same values")
+
+
+@contextlib.contextmanager
+def _heartbeat(storage: Any, trial: Any, interval: int) -> Iterator[None]:
+    """Optuna's heartbeat for a trial run with ask/tell (``study.optimize`` would start it itself)."""
+    trial_id = trial._trial_id  # noqa: SLF001 - the storage's key of the trial, which record_heartbeat takes
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            storage.record_heartbeat(trial_id)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@functools.lru_cache(maxsize=None)
+def _lock_engine(url: str) -> Any:
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    return sqlalchemy.create_engine(url, poolclass=NullPool)
+
+
+@contextlib.contextmanager
+def _server_lock(opts: TuneOptions) -> Iterator[None]:
+    """PostgreSQL: an advisory lock named after the study, held by one worker of any machine at a time."""
+    if not opts.storage_url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(f"cytoedge tune {opts.name}".encode()).digest()[:8], "big", signed=True)
+    with _lock_engine(opts.storage_url).connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
 
 
 def _sampler(opts: TuneOptions, seed_parts: list[int]) -> Any:
@@ -219,14 +297,15 @@ def warmup_epochs(epochs: int) -> int:
     return max(1, epochs // 3)
 
 
-def _load_study(opts: TuneOptions, create: bool = False) -> Any:
+def _load_study(opts: TuneOptions, create: bool = False, storage: Any = None) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = storage or _storage(opts)
     if create:
-        return optuna.create_study(storage=_storage(opts), study_name=opts.name, direction="maximize",
+        return optuna.create_study(storage=storage, study_name=opts.name, direction="maximize",
                                    sampler=_sampler(opts, [0]), pruner=_pruner(opts), load_if_exists=True)
-    return optuna.load_study(storage=_storage(opts), study_name=opts.name, sampler=_sampler(opts, [0]),
+    return optuna.load_study(storage=storage, study_name=opts.name, sampler=_sampler(opts, [0]),
                              pruner=_pruner(opts))
 
 
@@ -246,7 +325,8 @@ def _check_settings(study: Any, opts: TuneOptions) -> None:
 
 @contextlib.contextmanager
 def _locked(opts: TuneOptions) -> Iterator[None]:
-    """One process at a time counts and starts trials (so --trials is never overshot) and writes run.toml."""
+    """One process at a time counts and starts trials (so --trials is never overshot) and writes run.toml: a file
+    lock in OUT for the processes of this machine, and a PostgreSQL server's advisory lock for every machine."""
     import fcntl
 
     path = Path(opts.out) / LOCK_FILE
@@ -254,7 +334,8 @@ def _locked(opts: TuneOptions) -> Iterator[None]:
     with open(path, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            yield
+            with _server_lock(opts):
+                yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
@@ -288,14 +369,22 @@ def _requeue(study: Any, t: Any) -> None:
         user_attrs={**attrs, "retry_of": attrs.get("retry_of", t.number)}, intermediate_values=t.intermediate_values))
 
 
-def requeue_stale_trials(study: Any, say: Callable[[str], None]) -> list[int]:
+def requeue_stale_trials(study: Any, say: Callable[[str], None], heartbeats: bool = False) -> list[int]:
     """Trials left RUNNING by a killed search: marked FAIL and re-queued with the same values (call under the lock).
 
     A trial is stale when the process that ran it on this host is gone. A trial running on
-    another host is left alone (its process cannot be checked from here).
+    another host is left alone (its process cannot be checked from here). ``heartbeats`` (a
+    database storage, see ``_storage``): stale is what Optuna's heartbeat says, on any host.
     """
+    import optuna
     from optuna.trial import TrialState
 
+    if heartbeats:
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # the storage's _StaleTrial re-queues each one and says so
+        return sorted(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number in running)
     requeued = []
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -399,17 +488,32 @@ def _work(opts: TuneOptions, worker: int, deadline: float | None, say: Callable[
 
     from cytoedge.train.tune_report import write_best
 
-    study = _load_study(opts)
+    storage = _storage(opts, say)
+    study = _load_study(opts, storage=storage)
     done = 0
     while True:
         with _locked(opts):
-            if _finished_or_running(study) >= opts.trials or (deadline is not None and time.time() >= deadline):
+            if opts.heartbeats:  # a worker on another machine may have died: look before counting
+                requeue_stale_trials(study, say, heartbeats=True)
+            if deadline is not None and time.time() >= deadline:
                 return done
-            study.sampler = _sampler(opts, [worker, len(study.get_trials(deepcopy=False))])
-            trial = study.ask()
-            trial.set_user_attr("worker", _this_worker())
+            trial = None
+            if _finished_or_running(study) < opts.trials:
+                study.sampler = _sampler(opts, [worker, len(study.get_trials(deepcopy=False))])
+                with warnings.catch_warnings():  # the heartbeat is started below (Optuna expects study.optimize)
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                    trial = study.ask()
+                trial.set_user_attr("worker", _this_worker())
+                if opts.heartbeats:
+                    storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - a trial with none is never stale
+            elif not (opts.heartbeats and study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
+                return done
+        if trial is None:  # the study is full, but trials run elsewhere: wait until they finish or go stale
+            time.sleep(opts.heartbeat)
+            continue
         try:
-            _run_trial(study, trial, opts, say)
+            with _heartbeat(storage, trial, opts.heartbeat) if opts.heartbeats else contextlib.nullcontext():
+                _run_trial(study, trial, opts, say)
         except KeyboardInterrupt:
             with _locked(opts):
                 t = study.get_trials(deepcopy=False)[trial.number]
@@ -465,9 +569,9 @@ def run_tune(opts: TuneOptions, say: Callable[[str], None] | None = None) -> Tun
                               f"dyskeratotic); {opts.train.data} has {', '.join(index.class_names)}: use macro-f1")
     Path(opts.out).mkdir(parents=True, exist_ok=True)
     with _locked(opts):
-        study = _load_study(opts, create=True)
+        study = _load_study(opts, create=True, storage=_storage(opts, say))
         _check_settings(study, opts)
-        requeue_stale_trials(study, say)
+        requeue_stale_trials(study, say, heartbeats=opts.heartbeats)
         if opts.baseline:
             enqueue_baseline(study, opts, say)
         counts = state_counts(study)

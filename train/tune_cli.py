@@ -63,6 +63,10 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--storage", default="", metavar="URL",
                    help="Optuna storage: a .sqlite file or a database URL (default: OUT/study.sqlite)")
     g.add_argument("--study-name", default="", help="study name in the storage (default: the --out folder's name)")
+    g.add_argument("--heartbeat", type=int, default=d.heartbeat, metavar="S",
+                   help="database storage (several machines): a running trial's heartbeat every S seconds; a trial "
+                        "silent for 2 x S (its worker killed, its machine gone) is marked FAIL and re-queued with the "
+                        "same values (default: %(default)s)")
     t = p.add_argument_group("training (edge-train's options: fixed for every trial unless searched)")
     add_config_options(t)  # type: ignore[arg-type]
     for action in t._group_actions:  # the same option, another meaning here
@@ -107,7 +111,8 @@ def options_from_argv(argv: Sequence[str]) -> "TuneOptions":
                           "file or [search]); give one a range in the config file's [search] table")
     return TuneOptions(cfg, out=cfg.out, trials=args.trials, timeout=args.timeout, jobs=args.jobs,
                        objective=args.objective, specificity=args.specificity, storage=args.storage,
-                       study_name=args.study_name, search=space, baseline=args.baseline)
+                       study_name=args.study_name, search=space, baseline=args.baseline,
+                       heartbeat=args.heartbeat)
 
 
 def main(argv: Sequence[str]) -> int:
