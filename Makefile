@@ -10,11 +10,12 @@ DEMO     ?= demo
 # onnx2tf runs onnxsim as a subprocess: the venv's bin/ must be on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: all venv demo test browser clean constraints help
+.PHONY: all venv demo test test-fast browser postgresql clean constraints help
 
 help:
 	@echo "make demo   synthetic data -> train -> convert int8 -> edge-app on frames -> bench report (in demo/)"
 	@echo "make test   install everything needed and run the test suite"
+	@echo "make test-fast  the suite without the tests marked slow (conversions, trainings, torchrun, the browser)"
 	@echo "make pi-check  the Raspberry Pi path on an emulated Pi 4 / Pi 5, compared with x86 (root; after make test)"
 
 venv: $(STAMP)
@@ -32,8 +33,19 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "chromium missing: install Debian's 'chromium' package (the browser test needs it)" >&2; exit 1; fi
 
-test: $(STAMP) browser
+# Debian's PostgreSQL server programs for the tune test across machines (the test starts its own server).
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "postgresql missing: install Debian's 'postgresql' package (the tune test across machines needs it)" >&2; exit 1; fi
+
+test: $(STAMP) browser postgresql
 	$(BIN)/python -m pytest -q
+
+# pytest exits 5 when the marker leaves no test: that fails too.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The whole chain on synthetic data, offline. EfficientNet-Lite0 from the ImageNet weights that install with
 # the [train] extra (no download), the hybrid loss at the paper's lambda = 1 on the L2-normalised embedding,
