@@ -35,7 +35,9 @@ def test_measure_warms_up_then_runs_until_both_minimums_are_met():
     assert s.runs == 7 and len(calls) == 10  # 3 untimed + 7 timed
 
     s = measure(lambda: None, LatencyOptions(warmup=0, min_time=0.05, min_runs=1))
-    assert s.total_s <= 0.05 + 0.01 and s.runs > 1  # kept going until 50 ms had passed
+    # kept going until 50 ms had passed: every run but the last started before then (a bound on the total
+    # would time the host: one run preempted by another process takes what it takes)
+    assert sum(s.times_ms[:-1]) < 50 and s.runs > 1
 
 
 def test_bad_options_and_empty_runs_are_refused():

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import statistics
+
+import pytest
 
 from cytoedge.benchmarks.pipeline_speed import main
 
@@ -23,9 +26,11 @@ def test_pipeline_speed_writes_every_stage_and_the_ratios(device_model, tmp_path
     assert set(ms) == {"decode", "finder", "classify_pure", "classify", "app", "naive"}
     assert all(v > 0 for v in ms.values())
     r = res["ratios"]
-    assert r["app_over_pure"] > 1  # the app also decodes, finds and stores: never faster than its classifier alone
+    # each ratio is the median of the rounds' own, here recomputed from the stored per-round seconds (rounded to
+    # 10 us); no bound on it: "the app is slower than its classifier alone" would time the host, not the code
     rounds = res["per_round_s"]
-    assert sorted(x["app"] / x["classify_pure"] for x in rounds)[0] <= r["app_over_pure"]
+    for key, num, den in (("app_over_pure", "app", "classify_pure"), ("naive_over_app", "naive", "app")):
+        assert r[key] == pytest.approx(statistics.median(x[num] / x[den] for x in rounds), rel=0.02), key
     assert r["naive_over_app"] > 0 and res["model"]["format"] == "tflite-int8"
     assert res["model"]["input"]["quant"] == {"scale": 1.0, "zero_point": -128, "dtype": "int8"}
     assert set(res["app"]["stage_ms_mean"]) >= {"read", "find", "classify", "store"}

@@ -29,7 +29,10 @@ def test_prefetcher_works_one_item_ahead_in_its_own_thread_and_keeps_order():
 
     with Prefetcher(items(), work) as p:
         first = next(p)
-        time.sleep(0.2)
+        deadline = time.monotonic() + 30  # the reader thread reads ahead when the host schedules it
+        while len(pulled) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # ... and then reads no further, however long this item takes
         assert first == 0 and pulled == [0, 1]  # the next item was read while this one is handled, no further
         assert list(p) == [1, 4, 9, 16]
     assert all(name.startswith("cytoedge-reader") for _, name in seen)
@@ -92,7 +95,9 @@ def test_writer_applies_back_pressure_and_a_hard_stop_drops_what_has_not_started
     w2 = InOrderWriter(depth=3)
     for i in range(3):
         w2.submit(slow(i))
-    time.sleep(0.1)
+    deadline = time.monotonic() + 30  # the writer thread has started the first job (when the host schedules it)
+    while len(started) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
     threading.Timer(0.2, release.set).start()
     w2.close(drain=False)
     assert started[3:] == [0]  # the one in progress finished; the two waiting never ran
