@@ -8,8 +8,10 @@ a batch of 4 came back as one row of 20 values and the int8 file could not be pr
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
+@pytest.mark.slow  # a training and an onnx2tf conversion
 def test_squeezenet_converts_with_batched_logits(synth_tree, tmp_path, convert_cli):
     from cytoedge.convert.runners import TfliteRunner
     from cytoedge.edge_app.card import load_card
@@ -61,6 +63,7 @@ def test_a_dead_model_is_refused_before_conversion(tiny_bundle, tmp_path, conver
     assert not (tmp_path / "model" / "model_card.json").exists()
 
 
+@pytest.mark.slow  # a training and an onnx2tf conversion
 def test_efficientnet_lite0_converts_with_its_own_normalisation_and_one_embedding_space(synth_tree, tmp_path,
                                                                                        convert_cli, no_network):
     """ImageNet-initialised EfficientNet-Lite0 (TF "same" padding, ReLU6, mean = std = 0.5) -> ONNX -> fp32 + int8.

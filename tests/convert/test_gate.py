@@ -41,6 +41,7 @@ def test_gate_rejects_only_beyond_max_drop():
     assert table[-2].startswith("reliability of tflite-int8")
 
 
+@pytest.mark.slow  # an onnx2tf conversion
 def test_gate_fires_when_forced_and_the_card_says_why(tiny_bundle, tmp_path, no_network, convert_cli):
     """A second real conversion, down the other roads: fp32 only, fixed batch, normalised input, --max-drop -100."""
     out = tmp_path / "model"

@@ -12,6 +12,8 @@ from cytoedge.train.bundle import read_bundle
 from cytoedge.train.config import TrainConfig
 from cytoedge.train.run import run_training
 
+pytestmark = pytest.mark.slow  # every test trains a model from scratch
+
 
 def _cfg(synth_tree, out, **kw) -> TrainConfig:
     base = dict(data=str(synth_tree), out=str(out), model="shufflenet_v2_x1_0", input_size=64, folds=2, fold=0,

@@ -177,6 +177,7 @@ def _tree_hashes(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # two synthetic trees (~20 s)
 def test_same_seed_gives_identical_files(tmp_path):
     small = dict(per_class=4, frames=2, fields=1, frame_size=(320, 256))
     generate(SynthOptions(out=tmp_path / "a", seed=7, **small))

@@ -37,6 +37,7 @@ def trained_run(synth_tree, tmp_path_factory):
     return out, r.stdout
 
 
+@pytest.mark.slow  # the module's training run
 def test_run_writes_both_folds_bundles_and_summary(trained_run, synth_tree):
     out, stdout = trained_run
     summary = json.loads((out / "summary.json").read_text())
@@ -64,6 +65,7 @@ def test_run_writes_both_folds_bundles_and_summary(trained_run, synth_tree):
         assert train_groups and val_groups and not train_groups & val_groups  # group-aware
 
 
+@pytest.mark.slow  # the module's training run
 def test_summary_metrics_agree_with_saved_predictions(trained_run):
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
@@ -95,6 +97,7 @@ def test_summary_metrics_agree_with_saved_predictions(trained_run):
     assert summary["mean_std"]["accuracy"]["mean"] == pytest.approx(np.mean(accs))
 
 
+@pytest.mark.slow  # the module's training run
 def test_bundle_reloads_and_reproduces_saved_predictions_through_device_preprocessing(trained_run):
     out, _ = trained_run
     b = read_bundle(out / "fold_0")
@@ -112,6 +115,7 @@ def test_bundle_reloads_and_reproduces_saved_predictions_through_device_preproce
     np.testing.assert_allclose(probs, saved, atol=2e-4)
 
 
+@pytest.mark.slow  # two trainings
 def test_resume_after_kill_matches_an_uninterrupted_run(synth_tree, tmp_path):
     args = ["--data", str(synth_tree), "--epochs", "3", "--limit-per-class", "12", *QUICK]
     straight = tmp_path / "straight"
@@ -142,6 +146,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(synth_tree, tmp_path):
     assert r.returncode == 2 and "differ from it: epochs" in r.stderr
 
 
+@pytest.mark.slow  # two trainings
 def test_threads_option_sets_the_count_and_repeats_the_run_bit_for_bit(synth_tree, tmp_path):
     """--threads wins over OMP_NUM_THREADS (1 in _run's environment), is recorded, and two runs agree exactly."""
     args = ["--data", str(synth_tree), "--epochs", "1", "--limit-per-class", "12", "--fold", "0", "--threads", "2",
@@ -157,6 +162,7 @@ def test_threads_option_sets_the_count_and_repeats_the_run_bit_for_bit(synth_tre
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
 
 
+@pytest.mark.slow  # torchrun
 def test_torchrun_two_processes_on_cpu(synth_tree, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "ddp"
@@ -212,6 +218,7 @@ def test_random_init_with_the_papers_learning_rate_gets_a_hint():
     assert random_init_hint(TrainConfig(data="d", out="o", lr=0.02)) is None
 
 
+@pytest.mark.slow  # trainings
 def test_outlier_exposure_trains_on_the_negatives_only_when_asked(synth_tree, tmp_path):
     out = tmp_path / "oe"
     r = _run(["--data", str(synth_tree), "--out", str(out), "--epochs", "1", "--limit-per-class", "8", "--fold", "0",

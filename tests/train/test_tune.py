@@ -14,6 +14,8 @@ import pytest
 
 from cytoedge.train.config import TrainConfig, load_config_file, resolve_config
 
+pytestmark = pytest.mark.slow  # real Optuna studies of real trainings (minutes)
+
 REPO = Path(__file__).parents[2]
 TINY = ["--model", "shufflenet_v2_x1_0", "--input-size", "32", "--folds", "2", "--fold", "0", "--batch-size", "16",
         "--grad-clip", "2"]
