@@ -484,6 +484,7 @@ def _drop_checkpoints(run_dir: Path) -> None:
 
 def _work(opts: TuneOptions, worker: int, deadline: float | None, say: Callable[[str], None]) -> int:
     """Start trials until the study holds ``opts.trials`` finished or running ones, or the deadline passes."""
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     from cytoedge.train.tune_report import write_best
@@ -514,6 +515,10 @@ def _work(opts: TuneOptions, worker: int, deadline: float | None, say: Callable[
         try:
             with _heartbeat(storage, trial, opts.heartbeat) if opts.heartbeats else contextlib.nullcontext():
                 _run_trial(study, trial, opts, say)
+        except UpdateFinishedTrialError:  # failed by another worker's heartbeat check: its re-queued copy runs it
+            say(f"trial {trial.number} was marked FAIL meanwhile (no heartbeat reached the database for "
+                f"{2 * opts.heartbeat} s); its re-queued copy runs it again: raise --heartbeat on a slow network")
+            continue
         except KeyboardInterrupt:
             with _locked(opts):
                 t = study.get_trials(deepcopy=False)[trial.number]
