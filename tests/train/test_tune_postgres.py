@@ -77,10 +77,24 @@ def test_workstations_share_one_study_and_a_killed_workers_trial_is_failed_and_r
     args = ["--data", str(synth_tree), "--storage", postgres, "--study-name", "lab", "--trials", str(trials),
             "--epochs", "1", "--heartbeat", "3", "--threads", "1", *TINY]
 
-    def workstation(name: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "cytoedge.train.cli", "tune", *args, "--out", str(tmp_path / name)],
-                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    started: list[subprocess.Popen] = []
 
+    def workstation(name: str) -> subprocess.Popen:
+        started.append(subprocess.Popen([sys.executable, "-m", "cytoedge.train.cli", "tune", *args, "--out",
+                                         str(tmp_path / name)], cwd=tmp_path, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, env=_env()))
+        return started[-1]
+
+    try:
+        _three_workstations(postgres, workstation, trials)
+    finally:  # a failed assert leaves no worker running
+        for p in started:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=60)
+
+
+def _three_workstations(postgres: str, workstation, trials: int) -> None:
     # A workstation dies (SIGKILL) in the middle of its trial: the trial is left RUNNING, as a crash leaves it.
     lost = workstation("ws-lost")
     seen = []
@@ -110,8 +124,8 @@ def test_workstations_share_one_study_and_a_killed_workers_trial_is_failed_and_r
     rerun = next(t for t in study.trials if t.user_attrs.get("retry_of") == killed)
     assert rerun.state.name == "COMPLETE" and rerun.params == cut.params  # ... and run again with its values
     # no trial lost or run twice: each finished trial was started once, by one of the two live workers
-    started = Counter(int(n) for out in outs for n in TRIAL_START.findall(out))
+    starts = Counter(int(n) for out in outs for n in TRIAL_START.findall(out))
     complete = {t.number for t in study.trials if t.state.name == "COMPLETE"}
-    assert set(started) == complete and set(started.values()) == {1}, started
+    assert set(starts) == complete and set(starts.values()) == {1}, starts
     by = Counter(study.trials[n].user_attrs["worker"]["pid"] for n in complete)
     assert set(by) == {a.pid, b.pid}, f"both workstations ran trials: {by}"
