@@ -390,6 +390,9 @@ def _store(argv: Sequence[str]) -> int:
         raise StoreDamagedError(f"store {res.db} is damaged ({len(res.problems)} problem(s) listed above): copy its "
                                 f"readable rows into a new file with 'edge-app store recover --out {a.out}'")
     res = recover_store(a.out, a.to)
+    if res.sound:
+        print(f"store {res.recovered}: ok (PRAGMA integrity_check): nothing to recover, the file is left as it is")
+        return 0
     kept = ", ".join(f"{t} {n}" for t, n in res.kept.items())
     print(f"recovered {res.recovered}: {kept} (integrity: {res.integrity})")
     for reason, n in res.dropped.items():
