@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cytoedge.edge_app.clitools import run_cli
+from cytoedge.edge_app.clitools import Parser, run_cli
 from cytoedge.edge_app.configfile import add_config_option, parse_args
 from cytoedge.edge_app.errors import CytoEdgeError
 from cytoedge.edge_app.formats import FORMATS, parse_formats
@@ -24,8 +24,8 @@ REPORT_EPILOG = "Merge result files into one report: bench-device report results
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench-device", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=REPORT_EPILOG)
+    p = Parser(prog="bench-device", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=REPORT_EPILOG)
     add_config_option(p)
     p.add_argument("models", nargs="+", type=Path, metavar="MODEL_DIR", help="folders written by edge-convert")
     p.add_argument("--formats", default=None,
@@ -51,9 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def get_report_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench-device report",
-                                description="Merge bench-device result files (any boards) into one Markdown and one "
-                                            "self-contained HTML report with plots.")
+    p = Parser(prog="bench-device report",
+               description="Merge bench-device result files (any boards) into one Markdown and one "
+                           "self-contained HTML report with plots.")
     add_config_option(p)
     p.add_argument("results", nargs="+", type=Path, metavar="RESULTS", help="result files or folders (searched recursively)")
     p.add_argument("-o", "--output", type=Path, default=Path("report.md"),

@@ -19,15 +19,15 @@ from pathlib import Path
 from cytoedge.convert.calibration import DEFAULT_CALIB_IMAGES, MIN_CALIB_IMAGES
 from cytoedge.convert.errors import AccuracyGateError
 from cytoedge.convert.pipeline import ConvertOptions, convert_bundle  # light: heavy imports happen inside convert_bundle
-from cytoedge.edge_app.clitools import run_cli
+from cytoedge.edge_app.clitools import Parser, run_cli
 from cytoedge.edge_app.configfile import add_config_option, parse_args
 from cytoedge.edge_app.rejection import SCORES
 
 
 def get_parser() -> argparse.ArgumentParser:
     d = ConvertOptions()  # the defaults live in the dataclass only; the help text reads them from there
-    p = argparse.ArgumentParser(prog="edge-convert", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="edge-convert", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_option(p)
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help="a fold folder written by edge-train (bundle.json, weights.pt, split.json)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="model folder to write (created if missing)")
@@ -66,17 +66,17 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def get_sign_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-convert sign", description="Sign a converted model's card (Ed25519): "
-                                "writes model_card.json.sig beside it; the card carries every artifact's SHA-256.")
+    p = Parser(prog="edge-convert sign", description="Sign a converted model's card (Ed25519): "
+               "writes model_card.json.sig beside it; the card carries every artifact's SHA-256.")
     p.add_argument("model", type=Path, metavar="MODEL_DIR", help="a folder written by edge-convert")
     p.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM), e.g. from edge-convert keygen")
     return p
 
 
 def get_keygen_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-convert keygen", description="Make an Ed25519 key pair for signing "
-                                "model cards: PREFIX.key (private, keep it on the conversion machine) and PREFIX.pub "
-                                "(copy it to each device and start edge-app with --trust PREFIX.pub).")
+    p = Parser(prog="edge-convert keygen", description="Make an Ed25519 key pair for signing "
+               "model cards: PREFIX.key (private, keep it on the conversion machine) and PREFIX.pub "
+               "(copy it to each device and start edge-app with --trust PREFIX.pub).")
     p.add_argument("--out", type=Path, required=True, metavar="PREFIX", help="file name prefix, e.g. keys/lab")
     return p
 

@@ -88,8 +88,9 @@ class Stages:
         self.log(f"  {name:<10} {self.times[name]:6.1f} s  {'; '.join(notes)}")
 
 
-def _mb(path: Path) -> str:
-    return f"{path.name} {path.stat().st_size / 1e6:.2f} MB"
+def _mb(path: Path, name: str = "") -> str:
+    """``NAME 1.23 MB``: ``name`` is the file's name in the model folder when that differs from ``path``'s."""
+    return f"{name or path.name} {path.stat().st_size / 1e6:.2f} MB"
 
 
 def _prepare_out(out: Path) -> Path:
@@ -194,7 +195,8 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
 
     with stage("tflite") as note:
         tfl = run_onnx2tf(tfl_src, work, calibration)
-        note.append(", ".join(_mb(p) for p in tfl.values()) + f" (log: {out / 'logs' / LOG_FILE})")  # copied there at the end
+        note.append(", ".join(_mb(p, get_format(fmt).file) for fmt, p in tfl.items())
+                    + f" (log: {out / 'logs' / LOG_FILE})")  # copied there at the end
 
     # artifacts into the model folder (atomic per file), the bundle copy for the torch row
     produced = {"onnx": onnx_path, **tfl}

@@ -27,20 +27,24 @@ def train(config: str | Path | Mapping[str, Any] | Any, **overrides: Any) -> dic
 
     ``config`` is a TOML/JSON file ``edge-train --config`` reads (e.g. the ``run.toml`` that
     ``edge-train tune`` writes), a mapping of the same keys, or a ``TrainConfig``; keyword
-    ``overrides`` (``epochs=2``, ``out="runs/x"``) win over it, as command-line options do.
+    ``overrides`` (``epochs=2``, ``out="runs/x"``) win over it, as command-line options do. Values are
+    checked as a config file's are; a list option also takes a comma-separated string (``milestones="30,60"``).
     """
-    from cytoedge.train.config import ConfigError, TrainConfig, load_config_file, resolve_config
+    from cytoedge.train.config import ConfigError, TrainConfig, coerce_value, load_config_file, resolve_config
     from cytoedge.train.run import run_training
 
+    values = {} if isinstance(config, TrainConfig) else (
+        load_config_file(config) if isinstance(config, (str, Path)) else dict(config))
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted((set(values) | set(overrides)) - known)
+    if unknown:
+        raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
+    overrides = {k: v if v is None else coerce_value(k, str(v) if isinstance(v, Path) else v)
+                 for k, v in overrides.items()}
     if isinstance(config, TrainConfig):
         cfg = replace(config, **overrides)
     else:
-        values = load_config_file(config) if isinstance(config, (str, Path)) else dict(config)
-        known = {f.name for f in fields(TrainConfig)}
-        unknown = sorted((set(values) | set(overrides)) - known)
-        if unknown:
-            raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
-        cfg = resolve_config(values, overrides)
+        cfg = resolve_config({k: coerce_value(k, v) for k, v in values.items()}, overrides)
     return run_training(cfg.validate())
 
 
@@ -59,20 +63,30 @@ def convert(bundle: str | Path, out: str | Path, int8: bool = True, *, log: Call
     return convert_bundle(bundle, out, opts, log=log)
 
 
-def bench(model_dirs: Iterable[str | Path], *, out: str | Path | None = "results",
+def bench(model_dirs: str | Path | Iterable[str | Path], *, out: str | Path | None = "results",
           progress: Callable[[str], None] = lambda s: None, **options: Any) -> dict[str, Any]:
     """Measure models as ``bench-device`` does; returns the result document and writes it under ``out`` (None: not written).
 
     ``options`` are :class:`cytoedge.benchmarks.suite.BenchOptions` fields (``data="heldout"``,
-    ``frames="data/fields"``, ``threads=[1, 4]``, ``board="rpi5"`` ...).
+    ``frames="data/fields"``, ``threads=[1, 4]``, ``board="rpi5"`` ...). A list option also takes what
+    ``bench-device`` and its config file take: ``formats="tflite-int8,onnx"``, ``threads="1,2,4"`` or ``threads=4``;
+    one model folder may be given alone (``bench("models/lite0")``).
     """
+    from cytoedge.benchmarks.cli import parse_ints
     from cytoedge.benchmarks.results import write_result
     from cytoedge.benchmarks.suite import BenchOptions, run_suite
+    from cytoedge.edge_app.formats import parse_formats
 
     for key in ("data", "frames"):
         if options.get(key) is not None:
             options[key] = Path(options[key])
-    opts = BenchOptions(models=[Path(m) for m in model_dirs], out=Path(out or "results"), **options)
+    if isinstance(options.get("formats"), str):
+        options["formats"] = [f.name for f in parse_formats(options["formats"])]
+    for key in ("threads", "batch"):
+        if isinstance(options.get(key), (str, int)) and not isinstance(options[key], bool):
+            options[key] = parse_ints(str(options[key]), key)
+    models = [model_dirs] if isinstance(model_dirs, (str, Path)) else model_dirs
+    opts = BenchOptions(models=[Path(m) for m in models], out=Path(out or "results"), **options)
     doc = run_suite(opts, progress=progress)
     if out is not None:
         doc["path"] = str(write_result(doc, opts.out))

@@ -82,6 +82,7 @@ class RunSummary:
     resumed: int = 0  # frames the slide already held (an earlier run committed them): skipped undecoded
     leftovers: dict[str, int] = field(default_factory=dict)  # interrupted runs found, orphan crops / .tmp removed
     skipped: Counter = field(default_factory=Counter)  # reason -> frames
+    skipped_files: list[dict[str, str]] = field(default_factory=list)  # each skip by name: name, problem, why
     converted: Counter = field(default_factory=Counter)  # grey / RGBA / 16-bit / float -> frames
     cells: int = 0
     per_group: Counter = field(default_factory=Counter)
@@ -262,8 +263,14 @@ def _skip_committed(frame: Frame, summary: RunSummary) -> None:
     if frame.committed_as == frame.name:
         summary.resumed += 1
         return
-    summary.skipped["duplicate"] += 1
-    log.warning("skipped %s: the same frame as %s, which this slide already holds", frame.name, frame.committed_as)
+    _skipped(summary, frame.name, "duplicate", f"the same frame as {frame.committed_as}, which this slide already holds")
+
+
+def _skipped(summary: RunSummary, name: str, problem: str, why: str, what: str = "") -> None:
+    """Count a skip, keep it by name for the run's record in the store, and say it in one line."""
+    summary.skipped[problem] += 1
+    summary.skipped_files.append({"name": name, "problem": problem, "why": why})
+    log.warning("skipped %s%s: %s", what, name, why)
 
 
 @dataclass
@@ -369,11 +376,9 @@ class _FrameLoop:
         if f.committed_as is not None:
             _skip_committed(f, summary)
         elif f.image is None:
-            summary.skipped[f.problem] += 1
-            log.warning("skipped %s: %s", f.name, f.error)
+            _skipped(summary, f.name, f.problem, f.error)
         else:
-            summary.skipped[w.why.split(" (")[0]] += 1
-            log.warning("skipped frame %s: %s", f.name, w.why)
+            _skipped(summary, f.name, w.why.split(" (")[0], w.why, "frame ")
 
     def commit(self, w: _Work, preds: list[Prediction], seq: int) -> None:
         """Store the frame (its crops fsynced first, then one transaction), then say so."""

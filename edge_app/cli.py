@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cytoedge.edge_app.clitools import fraction_arg, run_cli
+from cytoedge.edge_app.clitools import Parser, fraction_arg, run_cli
 from cytoedge.edge_app.configfile import add_config_option, parse_args
 from cytoedge.edge_app.errors import CytoEdgeError
 
@@ -70,7 +70,7 @@ def get_parser() -> argparse.ArgumentParser:
     from cytoedge.edge_app.store import CROP_POLICIES
 
     fc = FinderConfig()
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="edge-app", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Find the cells in microscope frames, classify each on-device, keep a per-slide record.",
         epilog="Also: 'edge-app report --slide ID' (the slide report), 'edge-app boards' (board profiles),\n"
@@ -141,7 +141,7 @@ def get_report_parser() -> argparse.ArgumentParser:
     from cytoedge.edge_app.report import REPORT_FORMATS, TriageRule
 
     r = TriageRule()
-    p = argparse.ArgumentParser(prog="edge-app report", description="The slide report (a screening aid, not a diagnosis).")
+    p = Parser(prog="edge-app report", description="The slide report (a screening aid, not a diagnosis).")
     add_config_option(p)
     p.add_argument("--slide", required=True, help="slide ID")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="store folder (default: %(default)s)")
@@ -174,8 +174,8 @@ def _add_store_option(p: argparse.ArgumentParser) -> None:
 
 
 def get_serve_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-app serve",
-                                description="The web view of a store without capturing: slides, reports, review queue.")
+    p = Parser(prog="edge-app serve",
+               description="The web view of a store without capturing: slides, reports, review queue.")
     add_config_option(p)
     _add_store_option(p)
     _add_web_options(p)
@@ -183,9 +183,9 @@ def get_serve_parser() -> argparse.ArgumentParser:
 
 
 def get_export_reviews_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-app export-reviews",
-                                description="Write the reviewed crops as an ImageFolder tree (one folder per class) "
-                                            "that 'edge-train --data DIR' reads.")
+    p = Parser(prog="edge-app export-reviews",
+               description="Write the reviewed crops as an ImageFolder tree (one folder per class) "
+                           "that 'edge-train --data DIR' reads.")
     add_config_option(p)
     _add_store_option(p)
     p.add_argument("--to", type=Path, required=True,
@@ -194,7 +194,7 @@ def get_export_reviews_parser() -> argparse.ArgumentParser:
 
 
 def get_classify_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="edge-app classify",
         description="Classify single-cell crops (image files, folders - searched recursively - or globs) without "
                     "the cell finder: one row per image with its class, clinical group, calibrated confidence, "
@@ -217,8 +217,8 @@ def get_classify_parser() -> argparse.ArgumentParser:
 
 
 def get_store_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-app store", description="Check a store file, or recover the rows of a "
-                                "damaged one into a new file (the damaged file is kept beside it).")
+    p = Parser(prog="edge-app store", description="Check a store file, or recover the rows of a "
+               "damaged one into a new file (the damaged file is kept beside it).")
     sub = p.add_subparsers(dest="action", required=True, metavar="{check,recover}")
     check = sub.add_parser("check", help="PRAGMA integrity_check: exit 0 when sound, 3 when damaged")
     _add_store_option(check)
@@ -229,7 +229,7 @@ def get_store_parser() -> argparse.ArgumentParser:
 
 
 def get_boards_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="edge-app boards", description="List board profiles and the detected board.")
+    return Parser(prog="edge-app boards", description="List board profiles and the detected board.")
 
 
 def _add_verbosity(p: argparse.ArgumentParser) -> None:
@@ -390,6 +390,9 @@ def _store(argv: Sequence[str]) -> int:
         raise StoreDamagedError(f"store {res.db} is damaged ({len(res.problems)} problem(s) listed above): copy its "
                                 f"readable rows into a new file with 'edge-app store recover --out {a.out}'")
     res = recover_store(a.out, a.to)
+    if res.sound:
+        print(f"store {res.recovered}: ok (PRAGMA integrity_check): nothing to recover, the file is left as it is")
+        return 0
     kept = ", ".join(f"{t} {n}" for t, n in res.kept.items())
     print(f"recovered {res.recovered}: {kept} (integrity: {res.integrity})")
     for reason, n in res.dropped.items():

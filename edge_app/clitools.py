@@ -3,10 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
+from cytoedge.edge_app.configfile import did_you_mean
 from cytoedge.edge_app.errors import CytoEdgeError
+
+_NUMBER = re.compile(r"-\d+$|-\d*\.\d+$")  # a negative number is a value, not an option
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of every command and sub-command (``Parser(prog=..., ...)`` as ``argparse.ArgumentParser``).
+
+    * no abbreviations: ``--slid`` is not ``--slide`` (``allow_abbrev=False``, also for sub-parsers);
+    * an option the command does not have is named in one line, before argparse would report a required option
+      missing: ``edge-app: error: unknown option --modle (did you mean --model?)``;
+    * every usage error is that one line and exit status 2, no usage dump (``--help`` shows the usage).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        args = list(sys.argv[1:] if args is None else args)
+        self._refuse_unknown_options(args)
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_unknown_options(self, args: list[str]) -> None:
+        subs = {name: sub for action in self._actions if isinstance(action, argparse._SubParsersAction)
+                for name, sub in action.choices.items()}
+        for i, arg in enumerate(args):
+            if arg == "--":
+                return
+            if arg in subs:  # the rest is the sub-command's, which checks it itself
+                return
+            if not arg.startswith("-") or arg == "-" or _NUMBER.match(arg):
+                continue
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]
+            if name not in self._option_string_actions:
+                hint = did_you_mean(name, self._option_string_actions) or f"; see {self.prog} --help for the options"
+                self.error(f"unknown option {name}{hint}")
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 def run_cli(prog: str, main: Callable[[Sequence[str] | None], int | None],

@@ -64,11 +64,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """`` (did you mean X?)`` with the closest of ``known`` when one is close, else ``""`` (config keys and
+    command-line options alike)."""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def unknown_key_message(source: str, key: str, known: Iterable[str]) -> str:
     """``config file F: unknown key K (did you mean X?)``: the closest known key, when one is close."""
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    return f"config file {source}: unknown key {key}{hint}"
+    return f"config file {source}: unknown key {key}{did_you_mean(key, known)}"
 
 
 def option_keys(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
@@ -158,7 +163,7 @@ def apply_config(parser: argparse.ArgumentParser, values: dict[str, Any], source
 
 def config_path(argv: Sequence[str]) -> str | None:
     """The ``--config FILE`` of a command line, if any (read before the full parse)."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config")
     known, _ = pre.parse_known_args(list(argv))
     return known.config

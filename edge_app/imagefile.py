@@ -11,21 +11,23 @@
 3. the width and height are read from the file's header (Pillow reads headers lazily)
    and a frame over the pixel limit is refused before a byte of it is decompressed: a
    1.2 MB PNG of 20000 x 20000 pixels would otherwise cost 1.2 GB as an array;
-4. OpenCV decodes it, with what the C decoders print on stderr (``libpng error: ...``,
-   ``Corrupt JPEG data ...``) kept off the terminal: it becomes part of the skip line.
+4. Pillow walks the file's structure (:func:`verify_image`: a PNG's chunks and their CRCs, to the
+   end), silently, so a truncated or damaged file is refused with Pillow's reason and never reaches
+   libpng, which would print ``libpng error: ...`` on the terminal by itself;
+5. OpenCV decodes it; a file it still cannot decode is skipped on its return value.
+
+Nothing here redirects file descriptor 2: that is process-wide, and while the reader thread decoded
+a frame it swallowed what the other threads logged (issue 23).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
 import stat
-import sys
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,44 +103,23 @@ def header_size(data: bytes) -> tuple[int, int] | int | str:
         return f"not a readable image ({' '.join(str(exc).split())[:120] or type(exc).__name__})"
 
 
-class NativeStderr:
-    """Captures what C libraries write to file descriptor 2 during a call (one temporary file, reused)."""
+def verify_image(data: bytes) -> str:
+    """Why Pillow finds the file's structure broken (a truncated file, a chunk whose CRC does not match), or ""
+    when it does not. It reads no pixels (a PNG's compressed data is checked, not inflated) and prints nothing."""
+    from PIL import Image
 
-    def __init__(self) -> None:
-        self._tmp: io.BufferedRandom | None = None
-
-    @contextlib.contextmanager
-    def capture(self) -> Iterator[list[str]]:
-        lines: list[str] = []
-        try:
-            if self._tmp is None:
-                self._tmp = tempfile.TemporaryFile()
-            self._tmp.seek(0)
-            self._tmp.truncate()
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError):  # no usable stderr (a daemon that closed it): nothing to keep off it
-            yield lines
-            return
-        os.dup2(self._tmp.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            self._tmp.seek(0)
-            text = self._tmp.read(16384).decode("utf-8", "replace")
-            lines.extend(line.strip() for line in text.splitlines() if line.strip())
-
-    def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.close()
-            self._tmp = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=HEADER_FORMATS) as im:
+                im.verify()
+    except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise many kinds (OSError, SyntaxError, struct.error)
+        return f"not a readable image ({' '.join(str(exc).split())[:120] or type(exc).__name__})"
+    return ""
 
 
 def read_frame_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    max_side: int | None = None, committed: Callable[[str], str | None] | None = None,
-                    stderr: NativeStderr | None = None) -> FileRead:
+                    max_side: int | None = None, committed: Callable[[str], str | None] | None = None) -> FileRead:
     """Read, identify, size-check and decode one image file (see the module docstring)."""
     import cv2
 
@@ -161,17 +142,10 @@ def read_frame_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_M
     if w * h > max_pixels or (max_side is not None and max(w, h) > max_side):
         return FileRead(None, key, f"too large ({w}x{h} = {w * h / 1e6:.0f} MP by its header, over the limit of "
                                    f"{limit}; not decoded)", TOO_LARGE)
-    own = stderr is None
-    stderr = stderr or NativeStderr()
-    try:
-        with stderr.capture() as said:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    finally:
-        if own:
-            stderr.close()
+    broken = verify_image(data)
+    if broken:
+        return FileRead(None, key, broken, UNREADABLE)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
-        why = "not a readable image (corrupt or unsupported format)"
-        if said:
-            why += ": " + "; ".join(said)[:200]
-        return FileRead(None, key, why, UNREADABLE)
+        return FileRead(None, key, "not a readable image (corrupt or unsupported format)", UNREADABLE)
     return FileRead(image, key)

@@ -5,12 +5,23 @@ The chain: ``ai-edge-litert`` (LiteRT, the maintained one) -> ``tflite-runtime``
 only when the first two are missing). ``prefer`` (a board profile's ``interpreter``)
 moves one runtime to the front. No runtime at all is an
 :class:`InterpreterUnavailableError` that says what to install.
+
+The runtime's native INFO lines ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", written once per
+process by C++ straight to file descriptor 2, with no option or environment variable to turn it off) follow
+Python logging: when INFO is off (``edge-app --quiet``), :func:`load_interpreter` keeps them off the terminal.
+It does not swallow anything else: what fd 2 receives while the interpreter is built (another thread's log
+line, a native warning) is written back to it at once, only the runtime's ``INFO:`` lines left out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +34,39 @@ RUNTIMES: dict[str, tuple[str, str]] = {
     "tflite-runtime": ("tflite_runtime.interpreter", "Interpreter"),
     "tensorflow": ("tensorflow", "lite.Interpreter"),
 }
+
+
+log = logging.getLogger(__name__)
+NATIVE_INFO = b"INFO: "  # how TFLite's minimal logger starts an INFO line
+
+
+@contextlib.contextmanager
+def _native_info_filtered(active: bool) -> Iterator[None]:
+    """While the block runs, fd 2 goes to a temporary file; then every line of it but the runtime's ``INFO:``
+    lines goes to the real fd 2 (a line another thread logged meanwhile comes late, never not at all)."""
+    if not active:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        tmp = tempfile.TemporaryFile()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr (a daemon that closed it): nothing to filter
+        yield
+        return
+    os.dup2(tmp.fileno(), 2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        tmp.seek(0)
+        kept = b"".join(line for line in tmp.read().splitlines(keepends=True) if not line.startswith(NATIVE_INFO))
+        tmp.close()
+        if kept:
+            os.write(2, kept)
 
 
 @dataclass
@@ -72,8 +116,9 @@ def load_interpreter(model_path: str | Path, num_threads: int, prefer: str | Non
         raise InterpreterUnavailableError(f"--threads must be >= 1, got {num_threads}")
     name, cls, version = interpreter_class(prefer)
     try:
-        interp = cls(model_path=str(model_path), num_threads=num_threads)
-        interp.allocate_tensors()
+        with _native_info_filtered(not log.isEnabledFor(logging.INFO)):
+            interp = cls(model_path=str(model_path), num_threads=num_threads)
+            interp.allocate_tensors()  # the XNNPACK delegate is created (and announced) here
     except (ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelCardError(f"{name} {version} cannot load {model_path} ({first}): convert the model again "

@@ -48,6 +48,17 @@ class TriageRule:
                                     "such as 2%")
 
 
+def format_share(share: float) -> str:
+    """A share as every surface shows it (the report's Markdown, JSON and CSV, the triage lines, the web pages):
+    ``0.219512`` -> ``22.0%``. Always of the exact figure: formatting one rounded to 4 decimals first made the
+    web page's 21.9 % beside the triage line's 22.0 % (0.2195 is 0.21949999... in binary).
+
+    >>> format_share(27 / 123), format_share(round(27 / 123, 4))  # hence never of the rounded figure
+    ('22.0%', '21.9%')
+    """
+    return f"{share:.1%}"
+
+
 def parse_fraction(text: str) -> float:
     """A share written as a fraction or a percentage: ``"0.02"`` and ``"2%"`` are both 0.02 (the range is checked
     where the share is used).
@@ -80,15 +91,15 @@ def triage(counts: SlideCounts, rule: TriageRule) -> tuple[str, list[str]]:
     if ab >= rule.min_abnormal_cells:
         reasons.append(f"{ab} abnormal cells (rule: at least {rule.min_abnormal_cells})")
     if n and ab / n >= rule.abnormal_fraction:
-        reasons.append(f"abnormal fraction {ab / n:.1%} (rule: at least {rule.abnormal_fraction:.1%})")
+        reasons.append(f"abnormal fraction {format_share(ab / n)} (rule: at least {rule.abnormal_fraction:.1%})")
     if n and unk / n > rule.unknown_fraction:
-        reasons.append(f"{unk / n:.1%} of cells unclassifiable (rule: more than {rule.unknown_fraction:.0%}): "
+        reasons.append(f"{format_share(unk / n)} of cells unclassifiable (rule: more than {rule.unknown_fraction:.0%}): "
                        "check focus, stain and debris")
     if reasons:
         return REFER, reasons
     if n < rule.min_cells:
         return INSUFFICIENT, [f"{n} cells found (rule: at least {rule.min_cells}): scan more fields"]
-    return NO_REFERRAL, [f"{ab} abnormal cells ({ab / n:.1%}) of {n}, below the rule's limits"]
+    return NO_REFERRAL, [f"{ab} abnormal cells ({format_share(ab / n)}) of {n}, below the rule's limits"]
 
 
 def build_report(store: Store, slide_id: str, rule: TriageRule | None = None, review_limit: int = 100) -> dict[str, Any]:
@@ -111,6 +122,7 @@ def build_report(store: Store, slide_id: str, rule: TriageRule | None = None, re
                       for c, k in counts.per_class.items()],
         "per_group": {g: counts.per_group.get(g, 0) for g in GROUPS},
         "abnormal_fraction": round(counts.abnormal_fraction, 4),
+        "abnormal_fraction_text": format_share(counts.abnormal_fraction),
         "triage": {"verdict": verdict, "refer": verdict == REFER, "reasons": reasons, "rule": asdict(rule)},
         "review_total": len(review),
         "review": [{"cell": r.id, "frame": r.frame_seq, "frame_name": r.frame_name, "class": r.class_name,
@@ -125,10 +137,10 @@ def build_report(store: Store, slide_id: str, rule: TriageRule | None = None, re
 
 def render_markdown(rep: dict[str, Any]) -> str:
     n = rep["cells"]
-    pct = (lambda k: f"{k / n:.1%}") if n else (lambda k: "-")
+    pct = (lambda k: format_share(k / n)) if n else (lambda k: "-")
     lines = [f"# Slide {rep['slide']}", "", f"> **{rep['disclaimer']}**", "",
              f"**Triage: {rep['triage']['verdict']}** - " + "; ".join(rep["triage"]["reasons"]), "",
-             f"{rep['frames']} frames, {n} cells, abnormal fraction {pct(rep['per_group'].get(ABNORMAL, 0))}. "
+             f"{rep['frames']} frames, {n} cells, abnormal fraction {rep['abnormal_fraction_text'] if n else '-'}. "
              f"Report generated {rep['generated']}.", "",
              "| clinical group | cells | share |", "| --- | ---: | ---: |"]
     lines += [f"| {g} | {k} | {pct(k)} |" for g, k in rep["per_group"].items()]

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cytoedge.edge_app.errors import CameraUnavailableError, SourceError
-from cytoedge.edge_app.imagefile import DEFAULT_MAX_PIXELS, UNREADABLE, NativeStderr, read_frame_file
+from cytoedge.edge_app.imagefile import DEFAULT_MAX_PIXELS, UNREADABLE, read_frame_file
 from cytoedge.edge_app.resume import video_fingerprint, video_key
 
 log = logging.getLogger(__name__)
@@ -125,24 +125,19 @@ class FileListSource(FrameSource):
         self.paths = paths
         self.description = description
         self.max_pixels, self.max_side = max_pixels, max_side
-        self._stderr = NativeStderr()
 
     def frames(self) -> Iterator[Frame]:
         for i, path in enumerate(self.paths):
             if self._stop.is_set():
                 return
             got = read_frame_file(path, max_pixels=self.max_pixels, max_side=self.max_side,
-                                  committed=self.committed, stderr=self._stderr)
+                                  committed=self.committed)
             if got.image is not None:
                 self.stats["frames"] += 1
             elif got.committed_as is None:
                 self.stats["unreadable"] += 1
             yield Frame(got.image, i, path.name, got.error, key=got.key, problem=got.problem or UNREADABLE,
                         committed_as=got.committed_as)
-
-    def close(self) -> None:
-        super().close()
-        self._stderr.close()
 
 
 class VideoFileSource(FrameSource):

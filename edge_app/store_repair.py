@@ -70,6 +70,7 @@ class RecoverResult:
     damaged_regions: dict[str, int] = field(default_factory=dict)  # per table
     integrity: str = ""
     leftovers: dict[str, int] = field(default_factory=dict)  # crop files of left-out cells removed
+    sound: bool = False  # the file passed integrity_check: nothing was recovered, nothing kept, nothing changed
 
 
 def _connect(db: Path) -> sqlite3.Connection:
@@ -205,7 +206,10 @@ def _insert(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) ->
 
 
 def recover_store(folder: str | Path, to: str | Path | None = None) -> RecoverResult:
-    """Copy every readable row of the store's file into a new one; in place (damaged file kept) unless ``to``."""
+    """Copy every readable row of the store's file into a new one; in place (damaged file kept) unless ``to``.
+
+    In place, a file that passes ``PRAGMA integrity_check`` is left as it is (``sound``): there is no damaged
+    file to keep."""
     from cytoedge.edge_app.leftovers import WriterLock, remove_leftovers
 
     folder = Path(folder)
@@ -215,6 +219,8 @@ def recover_store(folder: str | Path, to: str | Path | None = None) -> RecoverRe
         lock.release()
         raise StoreError(f"an edge-app is writing {folder}: stop it before recovering the store")
     try:
+        if to is None and check_store(folder).ok:
+            return RecoverResult(None, db, integrity="ok", sound=True)
         conn = _connect(db)
         try:
             present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -13,6 +13,7 @@ import pytest
 
 import cytoedge
 from cytoedge.convert.errors import ConvertError
+from cytoedge.edge_app.errors import CytoEdgeError
 from cytoedge.train.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,11 +65,34 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in HEAVY or m.startswith(
 
 
 def test_bench_measures_and_writes_the_result(bench_model, tmp_path):
-    doc = cytoedge.bench([bench_model], out=tmp_path / "results", formats=["tflite-int8"], threads=[1],
+    doc = cytoedge.bench(bench_model, out=tmp_path / "results", formats="tflite-int8", threads=1,  # as the CLI
                          warmup=0, min_runs=2, min_time=0.0)
     rows = [r for r in doc["rows"] if r["status"] == "ok"]
     assert rows and all(r["format"] == "tflite-int8" for r in rows)
     assert Path(doc["path"]).is_file() and json.loads(Path(doc["path"]).read_text())["rows"]
+
+
+def test_list_options_take_what_the_command_line_takes(monkeypatch, tmp_path):
+    """Issue 23.5: formats="tflite-int8" was read character by character ("unknown format 't'")."""
+    from cytoedge.benchmarks import suite
+    from cytoedge.train import run as train_run
+
+    seen = {}
+    monkeypatch.setattr(suite, "run_suite", lambda opts, progress: seen.setdefault("bench", opts) and {"rows": []})
+    for call in ({"formats": "tflite-int8,onnx", "threads": "1,2", "batch": 4},
+                 {"formats": ["tflite-int8", "onnx"], "threads": [1, 2], "batch": [4]}):
+        seen.clear()
+        cytoedge.bench("models/lite0", out=None, **call)
+        o = seen["bench"]
+        assert (o.models, o.formats, o.threads, o.batch) == ([Path("models/lite0")], ["tflite-int8", "onnx"], [1, 2], [4])
+    with pytest.raises(CytoEdgeError, match="unknown format"):
+        cytoedge.bench(["m"], out=None, formats="tflite-int9")
+    monkeypatch.setattr(train_run, "run_training", lambda cfg: seen.setdefault("train", cfg))
+    cytoedge.train({"data": str(tmp_path), "milestones": "3,6"}, mean="0.5, 0.5, 0.5", std=(0.25, 0.25, 0.25))
+    cfg = seen["train"]
+    assert (cfg.milestones, cfg.mean, cfg.std) == ([3, 6], [0.5] * 3, [0.25] * 3)
+    with pytest.raises(ConfigError, match="milestones"):
+        cytoedge.train({"data": str(tmp_path)}, milestones="3,x")
 
 
 @pytest.mark.slow

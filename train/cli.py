@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
-from cytoedge.edge_app.clitools import run_cli
+from cytoedge.edge_app.clitools import Parser, run_cli
 from cytoedge.train.config import TrainConfig, list_item_type, load_config_file, resolve_config
 
 
@@ -46,8 +46,8 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="edge-train", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE", help="TOML or JSON file of options (command-line values win)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--list-models", action="store_true", help="list the registered architectures and exit")

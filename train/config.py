@@ -179,7 +179,11 @@ def coerce_value(key: str, value: Any) -> Any:
             raise TypeError(f"expected a {'list' if isinstance(default, list) else type(default).__name__}, "
                             "not true/false")
         if isinstance(default, list):
-            if not isinstance(value, list):
+            if isinstance(value, str):  # "30,60", as the other commands' config files and --threads 1,2,4 take
+                value = [t.strip() for t in value.split(",") if t.strip()]
+            elif isinstance(value, (int, float)):
+                value = [value]
+            if not isinstance(value, (list, tuple)):
                 raise TypeError("expected a list, e.g. [30, 60]")
             item = list_item_type(key)
             if item is int and any(isinstance(v, float) and not v.is_integer() for v in value):

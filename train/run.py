@@ -130,10 +130,12 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def random_init_hint(cfg: TrainConfig) -> str | None:
-    """A note when the paper's small learning rate (meant for ImageNet weights) meets random initialisation."""
+    """A note when a small learning rate (like the paper's, meant for ImageNet weights) meets random
+    initialisation; it calls the rate the paper's only when it is (a tuned run.toml's is not)."""
     if cfg.pretrained or cfg.weights or cfg.lr > 1e-3:
         return None
-    return (f"note: random initialisation with lr {cfg.lr:g} (the paper's, for ImageNet weights) learns very slowly; "
+    whose = " (the paper's, for ImageNet weights)" if cfg.lr == TrainConfig().lr else ""
+    return (f"note: random initialisation with lr {cfg.lr:g}{whose} learns very slowly; "
             f"from scratch use e.g. --lr 0.02 --grad-clip 5 (README, edge-train), or --pretrained / --weights "
             f"(efficientnet_lite0's ImageNet weights install with the package)")
 

@@ -159,7 +159,9 @@ def epoch_objective(opts: TuneOptions, logits: Any, labels: Any, class_names: li
 
 
 def fold_objective(opts: TuneOptions, fold_dir: Path) -> float:
-    """The objective of a finished fold, from its predictions.csv (the final model's validation predictions)."""
+    """The objective of a finished fold, from its predictions.csv (the final model's validation predictions,
+    rounded to 6 decimals: near a tie that can move abnormal-sensitivity). Only for a fold an earlier process
+    finished (a resumed trial); the study records what the fold's last epoch computed (:class:`_Reporter`)."""
     import csv
 
     import numpy as np
@@ -179,12 +181,15 @@ class _Reporter:
 
     def __init__(self, trial: Any, opts: TuneOptions, say: Callable[[str], None]) -> None:
         self.trial, self.opts, self.say = trial, opts, say
+        self.final: dict[int, float] = {}  # fold -> the objective its last epoch computed (and printed)
 
     def __call__(self, e: Any) -> None:
         import optuna
 
         step = self.opts.folds.index(e.fold) * e.epochs + e.epoch
         value = epoch_objective(self.opts, e.val_logits, e.val_labels, e.class_names)
+        if e.epoch + 1 == e.epochs:  # the fold's final model: its figure is the one the study records
+            self.final[e.fold] = value
         self.trial.report(value, step)
         self.say(f"trial {self.trial.number} fold {e.fold} epoch {e.epoch + 1}/{e.epochs}: "
                  f"{self.opts.objective} {value:.4f} (val acc {e.stats['val_acc']:.3f})")
@@ -443,10 +448,11 @@ def _run_trial(study: Any, trial: Any, opts: TuneOptions, say: Callable[[str], N
                                              if resume and "retry_of" in trial.user_attrs else ""))
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    reporter = _Reporter(trial, opts, say)
     try:
         with open(run_dir / "cytoedge.train.log", "a", encoding="utf-8") as log, \
                 contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            run_training(cfg, resume=resume, on_epoch=_Reporter(trial, opts, say))
+            run_training(cfg, resume=resume, on_epoch=reporter)
     except optuna.TrialPruned as exc:
         trial.set_user_attr("stopped", str(exc))
         trial.set_user_attr("seconds", round(time.monotonic() - t0, 1))
@@ -467,7 +473,8 @@ def _run_trial(study: Any, trial: Any, opts: TuneOptions, say: Callable[[str], N
     import torch
 
     trial.set_user_attr("threads", torch.get_num_threads())  # a retrain matches the trial bit for bit with as many
-    per_fold = {k: fold_objective(opts, run_dir / f"fold_{k}") for k in opts.folds}
+    per_fold = {k: reporter.final[k] if k in reporter.final else fold_objective(opts, run_dir / f"fold_{k}")
+                for k in opts.folds}
     value = sum(per_fold.values()) / len(per_fold)
     trial.set_user_attr("per_fold", {str(k): v for k, v in per_fold.items()})
     trial.set_user_attr("seconds", round(time.monotonic() - t0, 1))

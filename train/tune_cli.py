@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from cytoedge.edge_app.clitools import fraction_arg
+from cytoedge.edge_app.clitools import Parser, fraction_arg
 from cytoedge.edge_app.configfile import apply_config, config_path, read_config_file
 from cytoedge.train.config import FIELD_TYPES, TrainConfig, config_values, resolve_config
 from cytoedge.train.errors import ConfigError
@@ -39,8 +39,8 @@ def get_parser() -> argparse.ArgumentParser:
     from cytoedge.train.tune import OBJECTIVES, TuneOptions
 
     d = TuneOptions(TrainConfig())
-    p = argparse.ArgumentParser(prog="edge-train tune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="edge-train tune", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE", help="TOML file: edge-train options and the options below at the top "
                                                    "level, ranges in a [search] table (command-line values win)")
     g = p.add_argument_group("search")

@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 from cytoedge.edge_app.classes import GROUPS
 from cytoedge.edge_app.errors import CytoEdgeError, StoreError
-from cytoedge.edge_app.report import REPORT_FORMATS, TriageRule, build_report, render, triage
+from cytoedge.edge_app.report import REPORT_FORMATS, TriageRule, build_report, format_share, render, triage
 from cytoedge.edge_app.store import DB_FILE, Store, check_slide_id
 from cytoedge.edge_app.web.live import LiveState
 from cytoedge.edge_app.web.reviews import (NOT_A_CELL, ReviewError, add_review, allowed_labels, cell_id_of, export_zip,
@@ -80,6 +80,7 @@ def create_app(cfg: WebConfig) -> Flask:
         return session["csrf"]
 
     app.jinja_env.globals.update(csrf_token=csrf_token, csrf_field=CSRF_FIELD, groups=GROUPS)
+    app.jinja_env.filters["share"] = format_share  # the report's one way to write a share
 
     @app.before_request
     def guard() -> Response | None:
@@ -153,7 +154,8 @@ def create_app(cfg: WebConfig) -> Flask:
             if store is not None and snap["slide"] and store.has_slide(snap["slide"]):
                 c = store.slide_counts(snap["slide"])
                 value = {"frames": c.frames, "cells": c.cells, "per_class": c.per_class, "per_group": c.per_group,
-                         "class_groups": c.class_groups, "abnormal_fraction": round(c.abnormal_fraction, 4)}
+                         "class_groups": c.class_groups, "abnormal_fraction": round(c.abnormal_fraction, 4),
+                         "abnormal_fraction_text": format_share(c.abnormal_fraction)}
         with counts_lock:
             counts_cache.update(key=key, value=value)
         return value
@@ -181,6 +183,7 @@ def create_app(cfg: WebConfig) -> Flask:
             verdict, reasons = triage(c, cfg.rule)
             rows.append({"slide": c.slide_id, "created": c.created, "frames": c.frames, "cells": c.cells,
                          "per_group": c.per_group, "abnormal_fraction": round(c.abnormal_fraction, 4),
+                         "abnormal_fraction_text": format_share(c.abnormal_fraction),
                          "triage": verdict, "refer": verdict.startswith("refer"), "reasons": reasons})
         return rows
 

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cytoedge.edge_app.atomic import atomic_write_bytes, atomic_write_text
+from cytoedge.edge_app.atomic import atomic_write_bytes, atomic_write_text, public_dir
 from cytoedge.edge_app.csvsafe import SafeWriter
 from cytoedge.edge_app.errors import CytoEdgeError
 from cytoedge.edge_app.store import MAX_ROWID, CellRecord, Store, db_errors, now_iso
@@ -252,7 +252,7 @@ def export_imagefolder(store: Store, dest: str | Path) -> ExportResult:
     if not files:
         raise _no_files_error(result)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.export-", dir=dest.parent))
+    staging = public_dir(tempfile.mkdtemp(prefix=f".{dest.name}.export-", dir=dest.parent))
     try:
         for rel, crop in files:
             atomic_write_bytes(staging / rel, crop.read_bytes())

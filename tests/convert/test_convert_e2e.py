@@ -68,6 +68,16 @@ def test_conversion_succeeds_offline_and_reports_each_stage(converted):
     assert (converted.out / "logs" / "tflite.log").stat().st_size > 0
 
 
+def test_the_stage_lines_name_the_files_the_model_folder_holds(converted):
+    """The tflite stage used to name onnx2tf's work file (tflite_source_float32.tflite), not model_fp32.tflite."""
+    import re
+
+    line = next(ln for ln in converted.stdout.splitlines() if ln.strip().startswith("tflite "))
+    named = re.findall(r"([\w.-]+\.tflite) [\d.]+ MB", line)
+    assert sorted(named) == ["model_fp32.tflite", "model_int8.tflite"], line
+    assert all((converted.out / name).is_file() for name in named)
+
+
 def test_every_artifact_is_in_the_card_and_matches_its_hash(converted):
     card = load_card(converted.out)
     assert set(card.artifacts) == ALL

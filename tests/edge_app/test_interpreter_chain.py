@@ -58,3 +58,42 @@ def test_a_file_that_is_not_a_model_is_refused(tmp_path):
         load_interpreter(bad, 1)
     with pytest.raises(InterpreterUnavailableError, match="--threads must be >= 1"):
         load_interpreter(bad, 0)
+
+
+QUIET_LOAD = r"""
+import logging, sys, threading, time
+from cytoedge.edge_app.interpreter import load_interpreter
+
+logging.basicConfig(format="t: %(message)s", level=logging.WARNING if sys.argv[2] == "quiet" else logging.INFO)
+log = logging.getLogger("another.stage")
+
+def talk():
+    for i in range(300):
+        log.warning("line %d", i)
+        time.sleep(0.001)
+
+t = threading.Thread(target=talk)
+t.start()
+time.sleep(0.01)
+print(load_interpreter(sys.argv[1], 1).runtime, flush=True)
+t.join()
+"""
+
+
+@pytest.mark.parametrize("mode", ["quiet", "loud"])
+def test_quiet_keeps_the_runtimes_info_line_off_and_loses_no_other_line(device_model, mode):
+    """Issue 23.8b: 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' was printed even with --quiet. It is
+    kept off while the interpreter is built, and what another thread logs meanwhile still arrives, every line."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", QUIET_LOAD, str(device_model / "model_int8.tflite"), mode],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("t: line")]  # those of the window come back late
+    assert sorted(lines, key=lambda ln: int(ln.split()[-1])) == [f"t: line {i}" for i in range(300)]
+    said = "Created TensorFlow Lite XNNPACK delegate" in r.stderr
+    if mode == "quiet":
+        assert not said, r.stderr
+    elif r.stdout.strip() == "litert":
+        assert said  # LiteRT does say it: without --quiet it stays, as the other INFO lines do

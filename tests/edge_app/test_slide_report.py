@@ -109,3 +109,28 @@ def test_report_command_errors_are_one_line(store, tmp_path, capsys):
     assert main(["report", "--slide", "demo", "--out", str(store.folder), "--refer-abnormal-fraction", "2"]) == 2
     assert "abnormal fraction must be a share of the cells in (0, 1], got 2: write a fraction such as 0.02 or a " \
            "percentage such as 2%" in capsys.readouterr().err
+
+
+def test_one_share_reads_the_same_on_every_surface(tmp_path):
+    """Issue 23.4: 27 abnormal of 123 cells (21.95 %) read 21.9 % in the web page's header (formatted from the
+    figure rounded to 4 decimals) and 22.0 % in its triage line and in 'edge-app report'."""
+    from cytoedge.edge_app.web.app import WebConfig, create_app
+
+    with Store(tmp_path / "data", crop_policy="none") as s:
+        s.open_slide("s123", CLASSES, GROUPS)
+        run = s.start_run("s123", source="f", model="m", model_sha256="0" * 64, fmt="tflite-int8", board="b",
+                          threads=1, settings={})
+        cells = ([CellResult((0, 0, 5, 5), "dyskeratotic", "abnormal", 0.8, 1.0, False)] * 27
+                 + [CellResult((0, 0, 5, 5), "parabasal", "normal", 0.9, 1.0, False)] * 96)
+        s.add_frame("s123", run, name="f.png", size=(640, 480), cells=cells)
+        s.end_run(run, {})
+        rep = build_report(s, "s123", TriageRule())
+        md, js = render(rep, "md"), json.loads(render(rep, "json"))
+    client = create_app(WebConfig(store=tmp_path / "data")).test_client()
+    page = client.get("/slides/s123").get_data(as_text=True)
+    assert "abnormal fraction 22.0% (rule" in page and "21.9" not in page
+    assert '<span id="abnormal-fraction">22.0%</span>' in page
+    listing = client.get("/slides").get_data(as_text=True)
+    assert "22.0%" in listing and "21.9" not in listing
+    assert "abnormal fraction 22.0%." in md and "abnormal fraction 22.0% (rule" in md and "21.9" not in md
+    assert rep["abnormal_fraction"] == 0.2195 and js["abnormal_fraction_text"] == "22.0%"

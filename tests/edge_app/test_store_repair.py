@@ -117,6 +117,17 @@ def test_recover_keeps_every_readable_whole_frame_and_the_damaged_file(damaged, 
     print(f"survived: {frames}/{made['frames']} frames, {cells}/{made['cells']} cells")
 
 
+def test_recover_on_a_sound_store_says_so_and_keeps_no_damaged_copy(tmp_path, capsys):
+    folder = tmp_path / "store"
+    fill(folder, slides=1, frames=5)
+    before = (folder / DB_FILE).read_bytes()
+    assert main(["store", "recover", "--out", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "ok (PRAGMA integrity_check): nothing to recover" in out, out
+    assert "damaged" not in out and list(folder.glob("cytoedge.damaged-*")) == []
+    assert (folder / DB_FILE).read_bytes() == before  # left as it is
+
+
 def test_salvage_reads_past_a_damaged_page(tmp_path):
     folder = tmp_path / "store"
     made = fill(folder, slides=1, frames=60)

@@ -212,7 +212,9 @@ def test_random_init_with_the_papers_learning_rate_gets_a_hint():
     from cytoedge.train.run import random_init_hint
 
     hint = random_init_hint(TrainConfig(data="d", out="o"))  # the paper's lr 1e-4, no weights
-    assert hint is not None and "lr 0.0001" in hint and "--lr 0.02" in hint
+    assert hint is not None and "lr 0.0001 (the paper's, for ImageNet weights)" in hint and "--lr 0.02" in hint
+    tuned = random_init_hint(TrainConfig(data="d", out="o", lr=0.000222453))  # a tuned run.toml's rate
+    assert tuned is not None and "lr 0.000222453 learns very slowly" in tuned and "paper" not in tuned
     assert random_init_hint(TrainConfig(data="d", out="o", pretrained=True)) is None
     assert random_init_hint(TrainConfig(data="d", out="o", weights="w.pth")) is None
     assert random_init_hint(TrainConfig(data="d", out="o", lr=0.02)) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,3 +136,44 @@ def test_baseline_queues_the_configuration_as_it_stands_once(tmp_path):
     d = TrainConfig()  # the defaults as they stand (the margin's is 0.3 on the L2 embedding, issue 10)
     assert values == {"lr": 0.02, "lam": d.lam, "margin": d.margin, "label_smoothing": d.label_smoothing,
                       "weight_decay": d.weight_decay}
+
+
+def test_the_study_records_the_objective_the_epoch_computed_and_printed(tmp_path, monkeypatch):
+    """Issue 23.6: the study recorded the objective recomputed from predictions.csv, whose probabilities are rounded
+    to 6 decimals; near a tie that moves abnormal-sensitivity (0.2667 printed, 0.2333 recorded). Here the training
+    is replaced by its two visible effects: the epoch's callback with the validation logits, and predictions.csv
+    written by the loop's own writer from the same logits."""
+    from types import SimpleNamespace
+
+    import optuna
+
+    from cytoedge.train import run as train_run
+    from cytoedge.train.loop import EpochEnd, _write_predictions
+    from cytoedge.train.tune import _run_trial
+
+    names = ["superficial_intermediate", "parabasal", "metaplastic", "koilocytotic", "dyskeratotic"]
+    labels = np.array([0] * 10 + [3] * 10)
+    abnormal = np.array([0.2] * 9 + [0.3000001] + [0.3000003] * 10)  # every abnormal cell just above every normal
+    probs = np.zeros((20, 5))
+    probs[:, 3], probs[:, 0] = abnormal, 1 - abnormal
+    logits = np.log(probs + 1e-30).astype(np.float32)
+    opts = options_from_argv(["--data", "d", "--out", str(tmp_path / "study"), "--objective", "abnormal-sensitivity",
+                              "--epochs", "1", "--folds", "2", "--fold", "0"])
+
+    def training(cfg, resume, on_epoch):  # noqa: ARG001 - the signature run_training is called with
+        fold_dir = Path(cfg.out) / "fold_0"
+        fold_dir.mkdir(parents=True)
+        ds = SimpleNamespace(samples=[SimpleNamespace(path=Path(f"/d/c{i}.png"), group="g", label=int(y))
+                                      for i, y in enumerate(labels)])
+        _write_predictions(fold_dir / "predictions.csv", ds, Path("/d"), logits, names)
+        on_epoch(EpochEnd(0, 0, 1, {"val_acc": 0.5}, logits, labels, names))
+
+    monkeypatch.setattr(train_run, "run_training", training)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    said: list[str] = []
+    _run_trial(study, study.ask(), opts, said.append)
+    printed = next(line for line in said if "epoch 1/1" in line)
+    assert "abnormal-sensitivity 1.0000" in printed, said  # what the epoch computed from its logits
+    assert study.trials[0].value == pytest.approx(1.0)  # and what the study holds (the csv alone says 0)
+    assert f"abnormal-sensitivity {study.trials[0].value:.4f}" in said[-1]

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from cytoedge.edge_app.atomic import atomic_write_json
+from cytoedge.edge_app.clitools import Parser
 from cytoedge.edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_FOLDERS
 from cytoedge.edge_app.outlines import format_outline, outline_bbox
 from cytoedge.train.errors import ConfigError, DataError
@@ -346,8 +347,8 @@ def _write_non_cells(staging: Path, opts: SynthOptions) -> dict[str, int]:
 
 def build_parser(prog: str = "edge-train synth") -> argparse.ArgumentParser:
     d = SynthOptions(out=Path("."))
-    p = argparse.ArgumentParser(prog=prog, description="Write a synthetic SIPaKMeD-shaped data set "
-                                "(cluster frames, .dat outlines, single-cell crops, optional slide fields).")
+    p = Parser(prog=prog, description="Write a synthetic SIPaKMeD-shaped data set "
+               "(cluster frames, .dat outlines, single-cell crops, optional slide fields).")
     p.add_argument("--out", type=Path, required=True, help="folder to write (new, empty, or a previous synthetic tree)")
     p.add_argument("--per-class", type=int, default=d.per_class, help=f"crops per class (default {d.per_class})")
     p.add_argument("--frames", type=int, default=d.frames, help=f"cluster frames per class (default {d.frames})")

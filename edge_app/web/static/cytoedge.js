@@ -50,7 +50,7 @@ function showCounts(s) {
   if (!c) return;
   setText("frames-total", String(c.frames));
   setText("cells-total", String(c.cells));
-  setText("abnormal-fraction", (100 * c.abnormal_fraction).toFixed(1) + " %");
+  setText("abnormal-fraction", c.abnormal_fraction_text);  // formatted by the server, as on every other page
   for (const [g, n] of Object.entries(c.per_group)) setText("group-" + g, String(n));
   const body = document.getElementById("class-counts");
   const rows = [];
