@@ -26,6 +26,7 @@ from cytoedge.edge_app.errors import CytoEdgeError
 
 if TYPE_CHECKING:
     from cytoedge.edge_app.app import AppOptions, RunSummary
+    from cytoedge.edge_app.report import TriageRule
     from cytoedge.edge_app.web.live import LiveState
     from cytoedge.edge_app.web.server import WebServer
 
@@ -280,7 +281,20 @@ def _web_server(a: argparse.Namespace, live: "LiveState | None" = None) -> "WebS
     from cytoedge.edge_app.web.security import resolve_token
     from cytoedge.edge_app.web.server import WebServer
 
-    return WebServer(WebConfig(store=a.out, token=resolve_token(a.host, a.token), live=live), a.host, a.port)
+    cfg = WebConfig(store=a.out, token=resolve_token(a.host, a.token), live=live, rule=_config_rule(a.config))
+    return WebServer(cfg, a.host, a.port)
+
+
+def _config_rule(config: str | None) -> "TriageRule":
+    """The triage rule ``edge-app report --config FILE`` judges by (the file's [report] table), for the web view."""
+    a = parse_args(get_report_parser(), ["--slide", "", *(["--config", config] if config else [])], section="report")
+    return _triage_rule(a)
+
+
+def _triage_rule(a: argparse.Namespace) -> "TriageRule":
+    from cytoedge.edge_app.report import TriageRule
+
+    return TriageRule(a.refer_abnormal_cells, a.refer_abnormal_fraction, a.refer_unknown_fraction, a.min_cells)
 
 
 def _run_with_web(a: argparse.Namespace, opts: "AppOptions") -> int:
@@ -332,11 +346,11 @@ def _export_reviews(argv: Sequence[str]) -> int:
 
 def _report(argv: Sequence[str]) -> int:
     from cytoedge.edge_app.atomic import atomic_write_text
-    from cytoedge.edge_app.report import TriageRule, build_report, render
+    from cytoedge.edge_app.report import build_report, render
     from cytoedge.edge_app.store import Store
 
     a = parse_args(get_report_parser(), argv, section="report")
-    rule = TriageRule(a.refer_abnormal_cells, a.refer_abnormal_fraction, a.refer_unknown_fraction, a.min_cells)
+    rule = _triage_rule(a)
     with Store(a.out, create=False) as store:
         text = render(build_report(store, a.slide, rule, a.review_limit), a.format)
     if a.output:
