@@ -154,7 +154,7 @@ def test_serve_with_a_config_shows_the_verdict_report_gives(store_dir, tmp_path,
     conf = tmp_path / "edge-app.toml"  # the demo slide: 24 cells, 6 abnormal (refer by the default rule)
     conf.write_text(f'out = "{store_dir}"\nport = 0\n'
                     '[report]\nrefer_abnormal_cells = 7\nrefer_abnormal_fraction = "30%"\nmin_cells = 10\n')
-    assert main(["report", "--config", str(conf), "--slide", "demo", "--format", "json"]) == 0
+    assert main(["report", "--config", str(conf), "--slide", "demo", "--report-format", "json"]) == 0
     verdict = json.loads(capsys.readouterr().out)["triage"]["verdict"]
     with Store(store_dir, create=False) as s:
         default = build_report(s, "demo", TriageRule(), 10)["triage"]["verdict"]
