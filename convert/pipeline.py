@@ -36,11 +36,15 @@ class ConvertOptions:
     val_data: Path | None = None  # validate on this data folder instead of the bundle's validation split
     max_drop: float = 1.0  # accuracy points an artifact may lose against PyTorch before it is rejected
     tflite_input: str = "pixels"  # TFLite input: "pixels" (0..255, normalisation inside) or "normalized"
-    fold_normalization: bool = False  # pixels: fold mean/std into the first convolution instead of a layer (README)
+    # pixels: fold mean/std into the first convolution instead of a layer (measured:
+    # docs/conversion.md#int8-input-pixels-normalisation-folded-in-decided-and-measured)
+    fold_normalization: bool = False
     dynamic_batch: bool = True  # TFLite with a resizable batch, so the device classifies a frame's crops at once
     max_batch: int = 32  # crops per invocation checked at conversion and recorded in the card
     fit_images: int | None = None  # training images for each artifact's open-set score (None: all)
-    open_set_score: str = "mahalanobis+image"  # edge_app.rejection.SCORES; chosen by benchmarks.open_set (README)
+    # edge_app.rejection.SCORES; chosen by benchmarks.open_set:
+    # docs/open-set.md#rejecting-what-is-not-a-cell-and-calibrated-confidence
+    open_set_score: str = "mahalanobis+image"
     cell_rejection: float = 0.05  # share of validation cells the open-set threshold rejects
     threads: int | None = None  # interpreter threads during validation (None: all cores)
     keep_work: bool = False  # keep the work folder (ONNX sources, onnx2tf output, calibration array)

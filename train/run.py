@@ -134,7 +134,7 @@ def random_init_hint(cfg: TrainConfig) -> str | None:
     if cfg.pretrained or cfg.weights or cfg.lr > 1e-3:
         return None
     return (f"note: random initialisation with lr {cfg.lr:g} (the paper's, for ImageNet weights) learns very slowly; "
-            f"from scratch use e.g. --lr 0.02 --grad-clip 5 (README, edge-train), or --pretrained / --weights "
+            f"from scratch use e.g. --lr 0.02 --grad-clip 5 (README 'edge-train'), or --pretrained / --weights "
             f"(efficientnet_lite0's ImageNet weights install with the package)")
 
 

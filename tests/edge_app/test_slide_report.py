@@ -96,7 +96,7 @@ def test_report_command(store, tmp_path, capsys):
     assert main(["report", "--slide", "demo", "--out", out, "--format", "json", "-o", str(target),
                  "--refer-abnormal-cells", "50", "--refer-abnormal-fraction", "0.5"]) == 0
     assert json.loads(target.read_text())["triage"]["verdict"] == NO_REFERRAL
-    # the same rule written as a percentage, the way the README states it
+    # the same rule written as a percentage, the way README "The store and the report" states it
     assert main(["report", "--slide", "demo", "--out", out, "--format", "json", "-o", str(target),
                  "--refer-abnormal-cells", "50", "--refer-abnormal-fraction", "50%"]) == 0
     assert json.loads(target.read_text())["triage"]["rule"]["abnormal_fraction"] == 0.5
