@@ -49,8 +49,9 @@ test-fast: $(STAMP)
 
 # The whole chain on synthetic data, offline. EfficientNet-Lite0 from the ImageNet weights that install with
 # the [train] extra (no download), the hybrid loss at the paper's lambda = 1 on the L2-normalised embedding,
-# 128 px, 4 epochs on half of the crops (the recipe measured at 79.0 % held-out in the README's embedding
-# comparison); the last line is the held-out accuracy it reached (README: The two commands).
+# 128 px, 4 epochs on half of the crops (the recipe measured at 79.0 % held-out in the embedding comparison of
+# docs/measurements.md#measured-on-this-machine); the last line is the held-out accuracy it reached
+# (README "The two commands").
 # --threads 2: the same seed, thread count and CPU give the same weights bit for bit (edge-train --threads).
 DEMO_RUN   := $(DEMO)/runs/lite0
 DEMO_MODEL := $(DEMO)/models/lite0

@@ -40,7 +40,8 @@ class PeakShape:
         return self.height * self.width * self.cin * self.cout
 
 
-DEFAULT_SHAPE = PeakShape()  # 205.5 M MACs; the fastest of four shapes tried (README: "Roofline")
+# 205.5 M MACs; the fastest of four shapes tried (README "bench-device", its roofline paragraph)
+DEFAULT_SHAPE = PeakShape()
 
 
 def _schema() -> Any:

@@ -23,7 +23,7 @@ from cytoedge.edge_app.atomic import sha256_file
 from cytoedge.edge_app.preprocess import PreprocessSpec, normalize_crop
 
 MIN_CALIB_IMAGES = 20  # below this the activation ranges of a 5-class model are guesswork (and onnx2tf's own set is 20)
-DEFAULT_CALIB_IMAGES = 200  # measured: see the README ("int8 calibration")
+DEFAULT_CALIB_IMAGES = 200  # measured: docs/conversion.md#int8-calibration
 ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 SPACES = ("pixels", "normalized")
 

@@ -53,7 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="training images for each artifact's open-set score (default: all)")
     p.add_argument("--open-set-score", choices=SCORES, default=d.open_set_score,
                    help="how each artifact tells cells of known classes from everything else, fitted on its own "
-                        f"outputs (default {d.open_set_score}; README: measured choice)")
+                        f"outputs (default {d.open_set_score}; measured: "
+                        "docs/open-set.md#rejecting-what-is-not-a-cell-and-calibrated-confidence)")
     p.add_argument("--cell-rejection", type=float, default=d.cell_rejection, metavar="SHARE",
                    help="share of validation cells the open-set threshold may reject as unknown "
                         f"(default {d.cell_rejection:g})")

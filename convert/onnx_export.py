@@ -13,7 +13,8 @@ inside the graph; quantised (convert.tflite), that input is the crop's pixel min
   no layer is added and the int8 graph starts with the network's own first convolution.
   Exact inside the image, but at the border the first convolution's zero padding becomes
   pixel 0 instead of the mean colour: measured, that costs more agreement with PyTorch than
-  the layer costs time (README: "int8 input"), hence not the default.
+  the layer costs time (docs/conversion.md#int8-input-pixels-normalisation-folded-in-decided-and-measured),
+  hence not the default.
 """
 
 from __future__ import annotations

@@ -36,11 +36,15 @@ class ConvertOptions:
     val_data: Path | None = None  # validate on this data folder instead of the bundle's validation split
     max_drop: float = 1.0  # accuracy points an artifact may lose against PyTorch before it is rejected
     tflite_input: str = "pixels"  # TFLite input: "pixels" (0..255, normalisation inside) or "normalized"
-    fold_normalization: bool = False  # pixels: fold mean/std into the first convolution instead of a layer (README)
+    # pixels: fold mean/std into the first convolution instead of a layer (measured:
+    # docs/conversion.md#int8-input-pixels-normalisation-folded-in-decided-and-measured)
+    fold_normalization: bool = False
     dynamic_batch: bool = True  # TFLite with a resizable batch, so the device classifies a frame's crops at once
     max_batch: int = 32  # crops per invocation checked at conversion and recorded in the card
     fit_images: int | None = None  # training images for each artifact's open-set score (None: all)
-    open_set_score: str = "mahalanobis+image"  # edge_app.rejection.SCORES; chosen by benchmarks.open_set (README)
+    # edge_app.rejection.SCORES; chosen by benchmarks.open_set:
+    # docs/open-set.md#rejecting-what-is-not-a-cell-and-calibrated-confidence
+    open_set_score: str = "mahalanobis+image"
     cell_rejection: float = 0.05  # share of validation cells the open-set threshold rejects
     threads: int | None = None  # interpreter threads during validation (None: all cores)
     keep_work: bool = False  # keep the work folder (ONNX sources, onnx2tf output, calibration array)
@@ -127,24 +131,19 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
     Raises :class:`~convert.errors.AccuracyGateError` (exit code 3) after writing the card
     when an artifact fails the accuracy gate; other problems raise a typed
     :class:`~convert.errors.ConvertError` (or the bundle's ``BundleError``) before anything is written.
+
+    The stages, one function each: choose the images, read, ONNX, calibrate (int8), TFLite,
+    validate (every artifact scored the same way), the card.
     """
     from cytoedge.convert import card_writer as cw
-    from cytoedge.convert import samples
-    from cytoedge.convert.onnx_export import compare_with_torch, export_module, export_onnx
-    from cytoedge.convert.runners import OnnxRunner, TorchRunner, batch_difference, normalized
     from cytoedge.convert.tflite import LOG_FILE, run_onnx2tf
-    from cytoedge.convert.validate import FitSettings, apply_gate, format_table, score
     from cytoedge.train.bundle import read_bundle
 
     opts = opts or ConvertOptions()
     opts.check()
     bundle = read_bundle(bundle_dir)
-    spec, k, names = bundle.preprocessing, bundle.num_classes, bundle.class_names
-    split = bundle.read_split()
-    train = samples.split_images(split, "train", k)
-    val = samples.folder_images(Path(opts.val_data), names) if opts.val_data else samples.split_images(split, "val", k)
-    calib_set = select_calibration(train, opts.calib_count(len(train)), k, opts.seed) if opts.int8 else None
-    fit = train if opts.fit_images is None else samples.stratified(train, min(opts.fit_images, len(train)), k, opts.seed)
+    spec, k = bundle.preprocessing, bundle.num_classes
+    images = _choose_images(bundle, opts)
 
     out = Path(out_dir).resolve()
     work = _prepare_out(out)
@@ -152,14 +151,95 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
     created = cw.now_iso()
     log(f"edge-convert: {bundle.architecture} ({k} classes, {spec.size}x{spec.size}) from {bundle.directory} -> {out}")
 
+    net = _read(stage, bundle, images)
+    source = cw.source_record(bundle)
+    exported = _export(stage, net, bundle, source, created, opts, images.val_crops, work)
+    calibration = _calibrate(stage, bundle, opts, images, exported.in_shape, work)
+
+    with stage("tflite") as note:
+        tfl = run_onnx2tf(exported.tflite_source, work, calibration)
+        note.append(", ".join(_mb(p, get_format(fmt).file) for fmt, p in tfl.items())
+                    + f" (log: {out / 'logs' / LOG_FILE})")  # copied there at the end
+
+    # artifacts into the model folder (atomic per file), the bundle copy for the torch row
+    produced = {"onnx": exported.onnx, **tfl}
+    for fmt, src in produced.items():
+        atomic_write_bytes(out / get_format(fmt).file, src.read_bytes())
+    cw.copy_bundle(bundle, out)
+
+    checked = _validate(stage, net, bundle, opts, images, list(tfl), out, work)
+    plot = _log_table(log, checked.scores, out)
+
+    artifacts = {fmt: cw.artifact_entry(fmt, out, *checked.specs[fmt], checked.scores[fmt]) for fmt in
+                 [f for f in FORMATS if f in checked.scores]}
+    validation = _validation_record(opts, images, checked, calibration, exported.normalization, plot, stage.times)
+    card = cw.build_card(bundle, artifacts, source, validation, created)
+    card_file = write_card(card, out)
+    card.directory = out
+    _finish_work(work, out, opts.keep_work)
+    total = sum(stage.times.values())
+    log(f"  wrote {card_file} ({len(artifacts)} artifacts) in {total:.1f} s")
+    if checked.rejected:
+        raise AccuracyGateError(f"{'; '.join(checked.rejected)}; the card marks it rejected: calibrate with more "
+                                "images (--calib-images) or deploy tflite-fp32", card)
+    return card
+
+
+@dataclass
+class _Images:
+    """The bundle's images each stage uses, chosen once: validation, open-set fitting, int8 calibration."""
+
+    val: Any  # convert.samples image sets
+    fit: Any
+    calib: Any | None  # None: no --int8
+    val_crops: Any = None  # the crops, as the device prepares them (the "read" stage loads them)
+    fit_crops: Any = None
+    calib_crops: Any = None
+
+
+def _choose_images(bundle: Any, opts: ConvertOptions) -> _Images:
+    from cytoedge.convert import samples
+
+    k, names = bundle.num_classes, bundle.class_names
+    split = bundle.read_split()
+    train = samples.split_images(split, "train", k)
+    val = samples.folder_images(Path(opts.val_data), names) if opts.val_data else samples.split_images(split, "val", k)
+    calib_set = select_calibration(train, opts.calib_count(len(train)), k, opts.seed) if opts.int8 else None
+    fit = train if opts.fit_images is None else samples.stratified(train, min(opts.fit_images, len(train)), k, opts.seed)
+    return _Images(val, fit, calib_set)
+
+
+def _read(stage: Stages, bundle: Any, images: _Images) -> Any:
+    """The "read" stage: the PyTorch model, and the crops of every image set; returns the model."""
+    from cytoedge.convert import samples
+
+    spec = bundle.preprocessing
     with stage("read") as note:
         net = bundle.load_model()
-        val_crops, fit_crops = samples.load_crops(val, spec), samples.load_crops(fit, spec)
-        calib_crops = samples.load_crops(calib_set, spec) if calib_set is not None else None
-        note.append(f"{len(val)} validation images ({val.source}), {len(fit)} training images for the open-set score"
-                    + (f", {len(calib_set)} for calibration" if calib_set is not None else ""))
+        images.val_crops, images.fit_crops = samples.load_crops(images.val, spec), samples.load_crops(images.fit, spec)
+        images.calib_crops = samples.load_crops(images.calib, spec) if images.calib is not None else None
+        note.append(f"{len(images.val)} validation images ({images.val.source}), {len(images.fit)} training images "
+                    "for the open-set score"
+                    + (f", {len(images.calib)} for calibration" if images.calib is not None else ""))
+    return net
 
-    source = cw.source_record(bundle)
+
+@dataclass
+class _Export:
+    onnx: Path  # model.onnx (normalised input, batch 1): the ONNX artifact
+    tflite_source: Path  # what onnx2tf converts (the TFLite input space, batch-dynamic)
+    in_shape: list[Any]  # its input shape (NCHW; a name for a dynamic batch)
+    normalization: str  # how the TFLite files normalise, in words
+
+
+def _export(stage: Stages, net: Any, bundle: Any, source: dict[str, Any], created: str, opts: ConvertOptions,
+            val_crops: Any, work: Path) -> _Export:
+    """The "onnx" stage: model.onnx, checked against PyTorch, and the TFLite source when it differs."""
+    from cytoedge.convert import card_writer as cw
+    from cytoedge.convert.onnx_export import compare_with_torch, export_module, export_onnx
+    from cytoedge.convert.runners import normalized
+
+    spec = bundle.preprocessing
     with stage("onnx") as note:
         onnx_path = work / "model.onnx"
         export_onnx(net, spec, onnx_path, space="normalized", dynamic_batch=False,
@@ -183,68 +263,105 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
         else:
             in_shape = [1, 3, spec.size, spec.size]
             normalization = _normalization(opts.tflite_input, "")
+    return _Export(onnx_path, tfl_src, in_shape, normalization)
 
+
+def _calibrate(stage: Stages, bundle: Any, opts: ConvertOptions, images: _Images, in_shape: list[Any],
+               work: Path) -> Any:
+    """The "calibrate" stage (``--int8``): the calibration array; and the sample file onnx2tf reads in any case."""
     calibration = None
-    if calib_crops is not None:
+    if images.calib_crops is not None:
         with stage("calibrate") as note:
-            calibration = write_calibration(calib_crops, calib_set, names, spec, opts.tflite_input,
-                                            [1, *in_shape[1:]], work)
+            calibration = write_calibration(images.calib_crops, images.calib, bundle.class_names, bundle.preprocessing,
+                                            opts.tflite_input, [1, *in_shape[1:]], work)
             per = ", ".join(str(c) for c in calibration.record["per_class"].values())
             note.append(f"{calibration.path.name}: {calibration.count} training images ({per} per class)")
-    write_sample_file(calib_crops if calib_crops is not None else fit_crops, work)
+    write_sample_file(images.calib_crops if images.calib_crops is not None else images.fit_crops, work)
+    return calibration
 
-    with stage("tflite") as note:
-        tfl = run_onnx2tf(tfl_src, work, calibration)
-        note.append(", ".join(_mb(p, get_format(fmt).file) for fmt, p in tfl.items())
-                    + f" (log: {out / 'logs' / LOG_FILE})")  # copied there at the end
 
-    # artifacts into the model folder (atomic per file), the bundle copy for the torch row
-    produced = {"onnx": onnx_path, **tfl}
-    for fmt, src in produced.items():
-        atomic_write_bytes(out / get_format(fmt).file, src.read_bytes())
-    cw.copy_bundle(bundle, out)
+@dataclass
+class _Checked:
+    scores: dict[str, Any]  # format -> convert.validate.ArtifactScore
+    specs: dict[str, tuple[Any, Any, int]]  # format -> (input, outputs, max batch) for the card
+    batching: dict[str, dict[str, Any]]  # format -> what the batch check found
+    rejected: list[str]  # the accuracy gate's verdicts
+    fitting: Any  # convert.validate.FitSettings
 
-    threads = opts.threads or os.cpu_count() or 1
-    scores, specs, batch_info = {}, {}, {}
-    fitting = FitSettings(score=opts.open_set_score, cell_rejection=opts.cell_rejection)
+
+def _validate(stage: Stages, net: Any, bundle: Any, opts: ConvertOptions, images: _Images, tflite_formats: list[str],
+              out: Path, work: Path) -> _Checked:
+    """The "validate" stage: PyTorch, then every artifact, scored the same way against PyTorch's logits."""
+    from cytoedge.convert import card_writer as cw
+    from cytoedge.convert.runners import OnnxRunner, TorchRunner
+    from cytoedge.convert.validate import FitSettings, apply_gate, score
     from cytoedge.edge_app.crop_features import crop_features
 
-    image = (crop_features(val_crops), crop_features(fit_crops)) if "image" in fitting.score else None
-    fit_args = dict(class_names=names, groups=bundle.class_groups or None, image=image)
-    with stage("validate") as note:
-        torch_runner = TorchRunner(net, spec)
-        scores["torch"] = score("torch", torch_runner, val_crops, val.labels, fit_crops, fit.labels, k, fitting, None,
-                                **fit_args)
-        ref = scores["torch"].logits
-        specs["torch"] = (*cw.torch_like_specs(bundle, -1), opts.max_batch)
-        scores["onnx"] = score("onnx", OnnxRunner(out / get_format("onnx").file, spec, threads), val_crops, val.labels,
-                               fit_crops, fit.labels, k, fitting, ref, **fit_args)
-        specs["onnx"] = (*cw.torch_like_specs(bundle, 1), 1)
-        for fmt in tfl:
+    spec, k = bundle.preprocessing, bundle.num_classes
+    threads = opts.threads or os.cpu_count() or 1
+    fitting = FitSettings(score=opts.open_set_score, cell_rejection=opts.cell_rejection)
+    image = (crop_features(images.val_crops), crop_features(images.fit_crops)) if "image" in fitting.score else None
+    batching: dict[str, dict[str, Any]] = {}
+
+    def runners() -> Iterator[tuple[str, Any, tuple[Any, Any, int]]]:
+        """(format, runner, card specs) in the order they are scored; the LiteRT ones built when their turn comes."""
+        yield "torch", TorchRunner(net, spec), (*cw.torch_like_specs(bundle, -1), opts.max_batch)
+        yield "onnx", OnnxRunner(out / get_format("onnx").file, spec, threads), (*cw.torch_like_specs(bundle, 1), 1)
+        for fmt in tflite_formats:
             runner = _litert_runner(out / get_format(fmt).file, work, spec, k, bundle.embedding_dim,
                                     opts.tflite_input, threads, opts.max_batch)
-            max_batch = 1
-            if runner.dynamic and opts.max_batch > 1:
-                probe_n = min(len(val_crops), opts.max_batch)
-                diff = batch_difference(runner, val_crops[:probe_n], probe_n)
-                max_batch = opts.max_batch if diff <= 1.0 else 1
-                batch_info[fmt] = {"dynamic": True, "checked_batch": probe_n, "max_difference_in_output_steps": diff,
-                                   "max_batch": max_batch}
-            runner.batch = max_batch
-            scores[fmt] = score(fmt, runner, val_crops, val.labels, fit_crops, fit.labels, k, fitting, ref, **fit_args)
-            specs[fmt] = (runner.input, runner.outputs, max_batch)
+            runner.batch = _checked_batch(runner, fmt, images.val_crops, opts.max_batch, batching)
+            yield fmt, runner, (runner.input, runner.outputs, runner.batch)
+
+    scores, specs = {}, {}
+    with stage("validate") as note:
+        reference = None  # PyTorch's validation logits, once scored
+        for fmt, runner, card_specs in runners():
+            scores[fmt] = score(fmt, runner, images.val_crops, images.val.labels, images.fit_crops, images.fit.labels,
+                                k, fitting, reference, class_names=bundle.class_names,
+                                groups=bundle.class_groups or None, image=image)
+            specs[fmt] = card_specs
+            if reference is None:
+                reference = scores[fmt].logits
         rejected = apply_gate(scores, opts.max_drop)
-        note.append(f"{len(val)} images x {len(scores)} artifacts")
+        note.append(f"{len(images.val)} images x {len(scores)} artifacts")
+    return _Checked(scores, specs, batching, rejected, fitting)
+
+
+def _checked_batch(runner: Any, fmt: str, val_crops: Any, max_batch: int, batching: dict[str, dict[str, Any]]) -> int:
+    """The batch a batch-dynamic TFLite file may run at: ``max_batch`` when batching changes its outputs by at
+    most one output step, else 1 (recorded in ``batching``)."""
+    from cytoedge.convert.runners import batch_difference
+
+    if not (runner.dynamic and max_batch > 1):
+        return 1
+    probe_n = min(len(val_crops), max_batch)
+    diff = batch_difference(runner, val_crops[:probe_n], probe_n)
+    allowed = max_batch if diff <= 1.0 else 1
+    batching[fmt] = {"dynamic": True, "checked_batch": probe_n, "max_difference_in_output_steps": diff,
+                     "max_batch": allowed}
+    return allowed
+
+
+def _log_table(log: Callable[[str], None], scores: dict[str, Any], out: Path) -> Path | None:
+    """The validation table and the reliability diagrams; returns the plot's path (None: not drawn)."""
+    from cytoedge.convert import card_writer as cw
+    from cytoedge.convert.validate import format_table
+
     log("")
     for line in format_table(scores, reliability_of="tflite-int8" if "tflite-int8" in scores else "tflite-fp32").splitlines():
         log("  " + line)
     plot = cw.reliability_plot({f: s.calibration for f, s in scores.items()}, out)
     log(f"  reliability diagrams: {plot}" if plot else "  reliability diagrams: not drawn (matplotlib missing)")
     log("")
+    return plot
 
-    artifacts = {fmt: cw.artifact_entry(fmt, out, *specs[fmt], scores[fmt]) for fmt in
-                 [f for f in FORMATS if f in scores]}
-    validation = {
+
+def _validation_record(opts: ConvertOptions, images: _Images, checked: _Checked, calibration: Any,
+                       normalization: str, plot: Path | None, times: dict[str, float]) -> dict[str, Any]:
+    """The card's ``validation`` section."""
+    val, fit, fitting = images.val, images.fit, checked.fitting
+    return {
         "data": val.source,
         "n_images": len(val),
         "fit": {"source": fit.source, "images": len(fit), "open_set_score": fitting.score,
@@ -252,25 +369,15 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
                 "threshold_on": val.source, "temperature_on": val.source},
         "reliability_plot": plot.name if plot else None,
         "reference": "torch",
-        "table": {fmt: s.metrics for fmt, s in scores.items()},
+        "table": {fmt: s.metrics for fmt, s in checked.scores.items()},
         "calibration": calibration.record if calibration else None,
-        "gate": {"max_drop_points": opts.max_drop, "rejected": rejected},
-        "batching": batch_info,
+        "gate": {"max_drop_points": opts.max_drop, "rejected": checked.rejected},
+        "batching": checked.batching,
         "tflite_input": opts.tflite_input,
         "normalization": normalization,
-        "timings_s": dict(stage.times),
+        "timings_s": dict(times),
         "options": {k_: (str(v) if isinstance(v, Path) else v) for k_, v in asdict(opts).items()},
     }
-    card = cw.build_card(bundle, artifacts, source, validation, created)
-    card_file = write_card(card, out)
-    card.directory = out
-    _finish_work(work, out, opts.keep_work)
-    total = sum(stage.times.values())
-    log(f"  wrote {card_file} ({len(artifacts)} artifacts) in {total:.1f} s")
-    if rejected:
-        raise AccuracyGateError(f"{'; '.join(rejected)}; the card marks it rejected: calibrate with more images "
-                                "(--calib-images) or deploy tflite-fp32", card)
-    return card
 
 
 def _normalization(space: str, folded_into: str) -> str:

@@ -1,13 +1,13 @@
-"""The Python API: what the four commands do, callable from a notebook or a lab's own pipeline.
+"""The Python API: what the four commands do, callable from a notebook or a lab's own pipeline::
 
->>> import cytoedge
->>> run = cytoedge.train("run.toml", epochs=12, out="runs/lite0")   # edge-train --config run.toml ...
->>> card = cytoedge.convert("runs/lite0/fold_0", "models/lite0", int8=True)   # edge-convert --int8
->>> clf = cytoedge.Classifier("models/lite0")                          # the device's classifier (no torch)
->>> [(p.class_name, p.confidence, p.unknown) for p in clf.classify(crops)]   # crops: BGR uint8 arrays
->>> doc = cytoedge.bench(["models/lite0"], data="heldout", out="results")   # bench-device
+    import cytoedge
+    run = cytoedge.train("run.toml", epochs=12, out="runs/lite0")   # edge-train --config run.toml ...
+    card = cytoedge.convert("runs/lite0/fold_0", "models/lite0", int8=True)   # edge-convert --int8
+    clf = cytoedge.Classifier("models/lite0")                          # the device's classifier (no torch)
+    [(p.class_name, p.confidence, p.unknown) for p in clf.classify(crops)]   # crops: BGR uint8 arrays
+    doc = cytoedge.bench(["models/lite0"], data="heldout", out="results")   # bench-device
 
-(Not run as doctests: each line needs data or a trained model.) Every call raises the
+(Not doctests: each line needs data or a trained model.) Every call raises the
 commands' typed exceptions (:class:`cytoedge.edge_app.errors.CytoEdgeError` and its kin), never
 exits. The heavy libraries are imported inside each call: ``import cytoedge`` and
 ``cytoedge.Classifier`` need numpy, OpenCV and LiteRT only.
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 __all__ = ["train", "convert", "bench", "Classifier"]
-__test__ = {}  # the module docstring is an example, not a doctest
 
 
 def train(config: str | Path | Mapping[str, Any] | Any, **overrides: Any) -> dict[str, Any] | None:

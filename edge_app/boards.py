@@ -8,8 +8,11 @@ is detected: the Raspberry Pi model from ``/proc/device-tree/model``, a Jetson f
 ``/proc/cpuinfo`` and the machine type. ``bench-device`` reuses :func:`detect_board`
 and :func:`load_profile`.
 
-Profiles are found in ``$CYTOEDGE_HARDWARE/boards`` when that variable is set, else in
-the repository's ``hardware/boards`` beside the ``edge_app`` package.
+Profiles are found in ``$CYTOEDGE_HARDWARE/boards`` when that variable is set, else in the
+``cytoedge.hardware.boards`` package data: in an installed wheel ``cytoedge/hardware/boards``
+(pyproject.toml maps the repository's ``hardware/boards`` there), in a source checkout the
+repository's own ``hardware/boards`` (``cytoedge/__init__.py`` puts the checkout's root on the
+package's path). One copy of each profile, in git.
 """
 
 from __future__ import annotations
@@ -60,9 +63,18 @@ class BoardProfile:
 
 
 def hardware_dir() -> Path:
-    """The ``hardware/`` folder: ``$CYTOEDGE_HARDWARE`` or the one beside the package."""
+    """The ``hardware/`` folder: ``$CYTOEDGE_HARDWARE``, else the one the ``cytoedge`` package holds.
+
+    That is ``cytoedge/hardware`` of an installed wheel (its ``boards/`` only), or the checkout's
+    ``hardware/`` (``cytoedge.__path__`` holds the checkout's root there).
+    """
     env = os.environ.get(HARDWARE_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "hardware"
+    if env:
+        return Path(env)
+    import cytoedge
+
+    places = [Path(p) / "hardware" for p in cytoedge.__path__]
+    return next((d for d in places if (d / "boards").is_dir()), places[0])
 
 
 def boards_dir() -> Path:

@@ -6,7 +6,7 @@ and threshold for rejecting non-cells and the temperature that calibrates its
 confidence, both fitted *on that artifact's own outputs* (an int8 file's embedding is
 not the float one), and the validation results. ``load_card`` refuses an unknown schema version, and
 ``verify_artifact`` refuses a file whose hash does not match, each with a one-line
-:class:`~edge_app.errors.ModelCardError`. The README documents every field.
+:class:`~edge_app.errors.ModelCardError`. README "Model card" documents every field.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``edge-app``: the on-device command (capture -> find cells -> classify -> store -> report).
 
     edge-app --model models/shufflenet --source FRAMES_DIR --slide demo
-    edge-app report --slide demo [--format md|json|csv] [-o FILE]
+    edge-app report --slide demo [--report-format md|json|csv] [-o FILE]
     edge-app boards                 # the board profiles and the detected board
     edge-app --model M --source S --slide demo --web    # the same, watched in a browser
     edge-app serve --out cytoedge-data                  # browse results and review crops
@@ -20,12 +20,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cytoedge.edge_app.clitools import Parser, fraction_arg, run_cli
+from cytoedge.edge_app.clitools import DeprecatedAlias, Parser, fraction_arg, run_cli
 from cytoedge.edge_app.configfile import add_config_option, parse_args
 from cytoedge.edge_app.errors import CytoEdgeError
 
 if TYPE_CHECKING:
     from cytoedge.edge_app.app import AppOptions, RunSummary
+    from cytoedge.edge_app.report import TriageRule
     from cytoedge.edge_app.web.live import LiveState
     from cytoedge.edge_app.web.server import WebServer
 
@@ -145,7 +146,11 @@ def get_report_parser() -> argparse.ArgumentParser:
     add_config_option(p)
     p.add_argument("--slide", required=True, help="slide ID")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="store folder (default: %(default)s)")
-    p.add_argument("--format", choices=REPORT_FORMATS, default="md", help="report format (default: %(default)s)")
+    p.add_argument("--report-format", choices=REPORT_FORMATS, default="md",
+                   help="output format of the report (default: %(default)s)")
+    p.add_argument("--format", action=DeprecatedAlias, replacement="--report-format", dest="report_format",
+                   choices=REPORT_FORMATS, help="deprecated name of --report-format (--format names the model "
+                   "artifact in edge-app and its config file)")
     p.add_argument("-o", "--output", type=Path, help="write the report to this file (default: print it)")
     p.add_argument("--refer-abnormal-cells", type=int, default=r.min_abnormal_cells,
                    help="refer when at least this many cells are abnormal (default: %(default)s)")
@@ -280,7 +285,20 @@ def _web_server(a: argparse.Namespace, live: "LiveState | None" = None) -> "WebS
     from cytoedge.edge_app.web.security import resolve_token
     from cytoedge.edge_app.web.server import WebServer
 
-    return WebServer(WebConfig(store=a.out, token=resolve_token(a.host, a.token), live=live), a.host, a.port)
+    cfg = WebConfig(store=a.out, token=resolve_token(a.host, a.token), live=live, rule=_config_rule(a.config))
+    return WebServer(cfg, a.host, a.port)
+
+
+def _config_rule(config: str | None) -> "TriageRule":
+    """The triage rule ``edge-app report --config FILE`` judges by (the file's [report] table), for the web view."""
+    a = parse_args(get_report_parser(), ["--slide", "", *(["--config", config] if config else [])], section="report")
+    return _triage_rule(a)
+
+
+def _triage_rule(a: argparse.Namespace) -> "TriageRule":
+    from cytoedge.edge_app.report import TriageRule
+
+    return TriageRule(a.refer_abnormal_cells, a.refer_abnormal_fraction, a.refer_unknown_fraction, a.min_cells)
 
 
 def _run_with_web(a: argparse.Namespace, opts: "AppOptions") -> int:
@@ -332,13 +350,13 @@ def _export_reviews(argv: Sequence[str]) -> int:
 
 def _report(argv: Sequence[str]) -> int:
     from cytoedge.edge_app.atomic import atomic_write_text
-    from cytoedge.edge_app.report import TriageRule, build_report, render
+    from cytoedge.edge_app.report import build_report, render
     from cytoedge.edge_app.store import Store
 
     a = parse_args(get_report_parser(), argv, section="report")
-    rule = TriageRule(a.refer_abnormal_cells, a.refer_abnormal_fraction, a.refer_unknown_fraction, a.min_cells)
+    rule = _triage_rule(a)
     with Store(a.out, create=False) as store:
-        text = render(build_report(store, a.slide, rule, a.review_limit), a.format)
+        text = render(build_report(store, a.slide, rule, a.review_limit), a.report_format)
     if a.output:
         atomic_write_text(a.output, text)
         print(f"report written to {a.output}")

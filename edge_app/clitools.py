@@ -1,4 +1,4 @@
-"""The one place where typed errors become exit codes (used by all four commands)."""
+"""The one place where typed errors become exit codes (used by all four commands), and small argparse helpers."""
 
 from __future__ import annotations
 
@@ -78,3 +78,31 @@ def fraction_arg(text: str) -> float:
         return parse_fraction(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class DeprecatedAlias(argparse.Action):
+    """An option's old name, kept for one release: it stores into the new option's ``dest`` and says so.
+
+    ``p.add_argument("--format", action=DeprecatedAlias, replacement="--report-format", dest="report_format")``.
+    As a config-file key it is read only from the command's own table, never inherited from the top level
+    (edge_app.configfile), where the old name may mean something else.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, replacement: str, **kwargs: object) -> None:
+        self.replacement = replacement
+        kwargs.setdefault("help", f"deprecated: write {replacement}")
+        super().__init__(option_strings, dest, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(deprecation_line(parser.prog, option_string or self.option_strings[0], self.replacement), file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def deprecation_line(where: str, old: str, new: str) -> str:
+    """The one line that says an old name still works, for now, and what to write instead.
+
+    >>> deprecation_line("edge-app report", "--format", "--report-format")
+    'edge-app report: warning: --format is deprecated and goes in the next release: write --report-format'
+    """
+    return f"{where}: warning: {old} is deprecated and goes in the next release: write {new}"

@@ -30,11 +30,13 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import sys
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cytoedge.edge_app.clitools import DeprecatedAlias, deprecation_line
 from cytoedge.edge_app.errors import CytoEdgeError
 
 CONFIG_HELP = ("TOML file of option values: keys are the long option names with underscores "
@@ -150,6 +152,9 @@ def apply_config(parser: argparse.ArgumentParser, values: dict[str, Any], source
             raise ConfigFileError(unknown_key_message(source, key, keys) +
                                   "; the keys are the long option names with underscores, see --help")
         converted = _value(action, key, value, source)
+        if isinstance(action, DeprecatedAlias):
+            print(deprecation_line(f"config file {source}", key, action.replacement.lstrip("-").replace("-", "_")),
+                  file=sys.stderr)
         if isinstance(action, argparse._AppendAction):
             fallbacks[action.dest] = converted
         else:
@@ -191,7 +196,9 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str], *, section:
             own = raw.get(section, {})
             if not isinstance(own, dict):
                 raise ConfigFileError(f"config file {path}: [{section}] must be a table")
-            known = option_keys(parser)
+            # top-level keys this sub-command also knows apply to it; an old name of one of its options
+            # (DeprecatedAlias) does not: at the top level that name may be another option's
+            known = {k for k, a in option_keys(parser).items() if not isinstance(a, DeprecatedAlias)}
             values = {k: v for k, v in raw.items() if k in known and not isinstance(v, dict)}
             values.update(own)
         fallbacks = apply_config(parser, values, path)

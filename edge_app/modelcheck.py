@@ -10,7 +10,7 @@ batch 1 and once at the largest batch the card allows in a **child process**, wi
 in, and asks that every output be finite. A crash there (SIGSEGV, SIGABRT), an error, a
 hang or a non-finite output is a :class:`~edge_app.errors.ModelCardError` for the parent,
 which never loads such a file. Measured with ``python -m cytoedge.benchmarks.model_damage``
-(README, "Reliability").
+(docs/reliability.md#reliability-what-is-promised).
 
 A file that passed is remembered by its SHA-256 and the runtime's version (an empty
 marker file under ``$XDG_CACHE_HOME/cytoedge/probed``), so a restart loaded with the same

@@ -6,7 +6,8 @@ unlike every class the model knows a crop is; above its threshold the crop is
 is fitted per artifact at conversion, on that file's own outputs (an int8 model's
 embedding space differs from the fp32 one), stored in the model card, and applied on
 the device with numpy alone. The kinds (``SCORES``) and the measurement that chose
-the default are in the README (``python -m cytoedge.benchmarks.open_set``).
+the default are in docs/open-set.md#rejecting-what-is-not-a-cell-and-calibrated-confidence
+(``python -m cytoedge.benchmarks.open_set``).
 
 The centroid helpers below (mean embedding per class, Euclidean distances, the
 quantile threshold of the training images' own-class distances) are what

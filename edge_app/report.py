@@ -154,7 +154,8 @@ def render_markdown(rep: dict[str, Any]) -> str:
         lines += [f"| {r['cell']} | {r['frame_name']} | {r['class']} | {r['group']} | {r['confidence']:.2f} | "
                   f"{r['crop'] or '(not saved)'} |" for r in rep["review"]]
         if rep["review_total"] > len(rep["review"]):
-            lines.append(f"\n... and {rep['review_total'] - len(rep['review'])} more (edge-app report --format json)")
+            lines.append(f"\n... and {rep['review_total'] - len(rep['review'])} more "
+                         "(edge-app report --report-format json)")
     else:
         lines.append("None.")
     lines += ["", "## Runs", ""]

@@ -163,6 +163,31 @@ def device_model(converted) -> Path:
     return converted.out.resolve()
 
 
+# What a checkout holds beside the sources (git-ignored): not part of a build from a fresh clone.
+_NOT_SOURCES = {".git", ".venv", "build", "dist", "demo", "data", "models", "runs", "results", "slides", "reports",
+                ".pytest_cache", ".hypothesis", "test-artifacts", ".gl"}
+
+
+@pytest.fixture(scope="session")
+def cytoedge_wheel(tmp_path_factory) -> Path:
+    """The wheel ``pip wheel --no-deps --no-build-isolation`` builds from a copy of this checkout's sources.
+
+    A copy: setuptools keeps ``build/lib`` between builds, and a module deleted since the last build
+    would otherwise still ship.
+    """
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    src = tmp_path_factory.mktemp("wheel") / "src"
+    shutil.copytree(repo, src, ignore=lambda d, names: [n for n in names if (Path(d) == repo and n in _NOT_SOURCES)
+                                                        or n == "__pycache__" or n.endswith(".egg-info")])
+    out = src.parent / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
+                    str(src)], check=True, capture_output=True, timeout=300)
+    return next(out.glob("cytoedge-*.whl"))
+
+
 @pytest.fixture(scope="session")
 def bench_model(device_model) -> Path:
     """The same converted model folder, under the name the benchmark tests use."""

@@ -1,7 +1,6 @@
 """``import cytoedge``: one installed package, its four calls, and the edge part without torch."""
 from __future__ import annotations
 
-import glob
 import json
 import os
 import subprocess
@@ -16,7 +15,6 @@ from cytoedge.convert.errors import ConvertError
 from cytoedge.edge_app.errors import CytoEdgeError
 from cytoedge.train.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
 
 BLOCK_HEAVY = """
 import importlib.abc, sys
@@ -96,11 +94,8 @@ def test_list_options_take_what_the_command_line_takes(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_wheel_installs_beside_a_package_with_a_top_level_train(tmp_path):
-    whl = tmp_path / "wheel"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(whl),
-                    str(REPO)], check=True, capture_output=True, timeout=300)
-    wheel = glob.glob(str(whl / "cytoedge-*.whl"))[0]
+def test_the_wheel_installs_beside_a_package_with_a_top_level_train(cytoedge_wheel, tmp_path):
+    wheel = str(cytoedge_wheel)
     tops = {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist()}
     assert tops == {"cytoedge", "cytoedge-0.1.0.dist-info"}, tops
     target, other = tmp_path / "site", tmp_path / "other"

@@ -67,7 +67,8 @@ class TrainConfig:
                                             "'l2' (L2-normalised pooled features), 'bnneck' (BatchNorm neck) or "
                                             "'raw' (the pooled features, as in the paper)")
     # -- loss (paper: CE with label smoothing 0.1 + 1.0 x batch-hard triplet, margin 1 on the raw features;
-    #    here margin 0.3 on the L2-normalised embedding, measured: README "The hybrid loss at lambda = 1") ----
+    #    here margin 0.3 on the L2-normalised embedding, measured: CE vs hybrid in
+    #    docs/measurements.md#measured-on-this-machine) ----
     loss: str = opt("hybrid", "'hybrid' (CE + lam x triplet) or 'ce' (the cross-entropy baseline)")
     lam: float = opt(1.0, "weight of the triplet term")
     margin: float = opt(0.3, "triplet margin alpha, on squared Euclidean distances between embeddings "

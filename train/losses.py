@@ -14,7 +14,8 @@ zero triplet term that still belongs to the autograd graph (STYLE.md 3).
 The loss takes whatever embedding the net outputs; its scale decides whether lambda = 1 can
 work. On the raw pooled features (the paper, ``--embedding raw``) squared distances are in the
 tens to hundreds and the term swamps cross-entropy; on the L2-normalised embedding (the
-default, :mod:`train.models.nets`) they lie in [0, 4] and a margin of 0.3 trains (README).
+default, :mod:`train.models.nets`) they lie in [0, 4] and a margin of 0.3 trains
+(docs/measurements.md#measured-on-this-machine).
 
 Outlier exposure (Hendrycks et al., "Deep Anomaly Detection with Outlier Exposure",
 ICLR 2019; optional, ``--negatives``): crops that are not cells are pushed towards a

@@ -136,7 +136,7 @@ def random_init_hint(cfg: TrainConfig) -> str | None:
         return None
     whose = " (the paper's, for ImageNet weights)" if cfg.lr == TrainConfig().lr else ""
     return (f"note: random initialisation with lr {cfg.lr:g}{whose} learns very slowly; "
-            f"from scratch use e.g. --lr 0.02 --grad-clip 5 (README, edge-train), or --pretrained / --weights "
+            f"from scratch use e.g. --lr 0.02 --grad-clip 5 (README 'edge-train'), or --pretrained / --weights "
             f"(efficientnet_lite0's ImageNet weights install with the package)")
 
 

@@ -1,4 +1,5 @@
-"""The scripts behind the README's training tables and the demo's last line: their arithmetic and their errors."""
+"""The scripts behind the training tables (docs/measurements.md#measured-on-this-machine) and the demo's last line:
+their arithmetic and their errors."""
 
 from __future__ import annotations
 

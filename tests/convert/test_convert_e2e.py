@@ -99,7 +99,8 @@ def test_tflite_artifacts_run_in_litert_as_the_card_describes(converted):
     fp32 = card.artifacts["tflite-fp32"]
     int8 = card.artifacts["tflite-int8"]
     assert fp32.input.dtype == "float32" and fp32.input.layout == "NHWC" and fp32.input.space == "pixels"
-    # int8 pixel input, scale pinned: the device writes pixel - 128 (README "int8 input")
+    # int8 pixel input, scale pinned: the device writes pixel - 128
+    # (docs/conversion.md#int8-input-pixels-normalisation-folded-in-decided-and-measured)
     assert int8.input.dtype == "int8" and int8.input.space == "pixels"
     assert (int8.input.quant.scale, int8.input.quant.zero_point) == (1.0, -128)
     assert int8.input.shape[1:] == [card.preprocessing.size, card.preprocessing.size, 3]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import doctest
-
 import cv2
 import numpy as np
 import pytest
 
-import cytoedge.convert.pipeline
 from cytoedge.convert.errors import ConvertError
 from cytoedge.convert.samples import folder_images, load_crops, split_images, stratified
 from cytoedge.edge_app.preprocess import PreprocessSpec, preprocess
@@ -63,8 +60,3 @@ def test_stratified_is_deterministic_and_balanced(tmp_path):
     images = folder_images(tmp_path, CLASSES)
     a, b = stratified(images, 10, 5, seed=3), stratified(images, 10, 5, seed=3)
     assert a.paths == b.paths and a.counts(5) == [2] * 5
-
-
-def test_pipeline_docstring_examples():
-    result = doctest.testmod(cytoedge.convert.pipeline)
-    assert result.attempted >= 1 and result.failed == 0

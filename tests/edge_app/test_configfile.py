@@ -91,7 +91,7 @@ def test_edge_app_runs_from_a_config_file_and_the_command_line_wins(device_model
     check = settings["board_check"]  # the named board and the one detected, both kept with the run
     assert check["named"] == "rpi5" and check["detected"] == detect_board().name
     assert check["matches"] == (detect_board().name == "rpi5")
-    assert main(["report", "--config", str(conf), "--slide", "cfg", "--format", "json"]) == 0
+    assert main(["report", "--config", str(conf), "--slide", "cfg", "--report-format", "json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["triage"]["rule"]["abnormal_fraction"] == 0.03  # from the [report] table, written as "3%"
 

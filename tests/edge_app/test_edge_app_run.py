@@ -68,7 +68,7 @@ def test_folder_source_end_to_end(device_model, field_frames, tmp_path, capsys):
     assert s.conn.execute("SELECT COUNT(crop_path) FROM cells").fetchone()[0] == counts.cells  # --save-crops all
     assert len(list((out / "annotated" / "demo").glob("*.jpg"))) == len(field_frames)
     s.close()
-    assert main(["report", "--slide", "demo", "--out", str(out), "--format", "json"]) == 0
+    assert main(["report", "--slide", "demo", "--out", str(out), "--report-format", "json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["cells"] == counts.cells and "not a diagnosis" in rep["disclaimer"]
 

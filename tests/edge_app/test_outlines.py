@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 
-from cytoedge.edge_app import outlines
 from cytoedge.edge_app.errors import CytoEdgeError
 from cytoedge.edge_app.outlines import OutlineError, outline_bbox, parse_outline, read_outline, write_outline
-
-
-def test_docstring_examples():
-    result = doctest.testmod(outlines)
-    assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.mark.parametrize("text", [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from cytoedge.edge_app.report import DISCLAIMER, INSUFFICIENT, NO_REFERRAL, REFE
 from cytoedge.edge_app.store import CellResult, SlideCounts, Store
 
 CLASSES = ["superficial_intermediate", "parabasal", "metaplastic", "koilocytotic", "dyskeratotic"]
+EXAMPLE = Path(__file__).resolve().parents[2] / "hardware" / "systemd" / "edge-app.toml"
 GROUPS = {"superficial_intermediate": "normal", "parabasal": "normal", "metaplastic": "benign",
           "koilocytotic": "abnormal", "dyskeratotic": "abnormal"}
 
@@ -94,10 +96,35 @@ def test_report_command(store, tmp_path, capsys):
     assert main(["report", "--slide", "demo", "--out", out, "--format", "json", "-o", str(target),
                  "--refer-abnormal-cells", "50", "--refer-abnormal-fraction", "0.5"]) == 0
     assert json.loads(target.read_text())["triage"]["verdict"] == NO_REFERRAL
-    # the same rule written as a percentage, the way the README states it
+    # the same rule written as a percentage, the way README "The store and the report" states it
     assert main(["report", "--slide", "demo", "--out", out, "--format", "json", "-o", str(target),
                  "--refer-abnormal-cells", "50", "--refer-abnormal-fraction", "50%"]) == 0
     assert json.loads(target.read_text())["triage"]["rule"]["abnormal_fraction"] == 0.5
+
+
+def test_report_reads_the_shipped_config_with_the_artifact_format_set(store, tmp_path, capsys):
+    """``format`` in the shipped file names the model artifact; the report's output format has its own name."""
+    from cytoedge.edge_app.cli import SUBCOMMANDS, get_parser
+    from cytoedge.edge_app.configfile import parse_args
+
+    text = EXAMPLE.read_text().replace('# format = "tflite-int8"', 'format = "tflite-int8"')
+    assert '\nformat = "tflite-int8"' in text
+    conf = tmp_path / "edge-app.toml"
+    conf.write_text(text.replace("/home/pi/cytoedge-data", str(store.folder)))
+    assert parse_args(get_parser(), ["--config", str(conf)], sections=SUBCOMMANDS).fmt == "tflite-int8"
+    assert main(["report", "--config", str(conf), "--slide", "demo"]) == 0
+    got = capsys.readouterr()
+    assert "# Slide demo" in got.out and not got.err
+    assert main(["report", "--config", str(conf), "--slide", "demo", "--report-format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["slide"] == "demo"
+    conf.write_text(conf.read_text().replace("[report]\n", '[report]\nreport_format = "csv"\n'))
+    assert main(["report", "--config", str(conf), "--slide", "demo"]) == 0
+    assert csv.DictReader(io.StringIO(capsys.readouterr().out)).fieldnames[:2] == ["slide", "kind"]
+    # the old name, for one release: it still works and says once what to write instead
+    assert main(["report", "--slide", "demo", "--out", str(store.folder), "--format", "json"]) == 0
+    got = capsys.readouterr()
+    assert json.loads(got.out)["slide"] == "demo"
+    assert got.err.count("\n") == 1 and "--format is deprecated" in got.err and "--report-format" in got.err
 
 
 def test_report_command_errors_are_one_line(store, tmp_path, capsys):

@@ -6,7 +6,6 @@ The emulation itself is not run here (it needs root, qemu and minutes): `make pi
 from __future__ import annotations
 
 import copy
-import doctest
 import importlib.util
 import json
 import sqlite3
@@ -223,12 +222,6 @@ def test_pip_settings_for_the_pi_keep_the_index_and_drop_local_paths():
     assert "/opt/" not in text and "constraint" not in text and text.startswith("#")
     # nothing portable at all: only the Pi's own certificate bundle
     assert pipconf.pi_settings(["[global]\nfind-links = /opt/wheels\n"], {}) == {"cert": pipconf.PI_CERT}
-
-
-@pytest.mark.parametrize("module", [compare, pipconf], ids=["compare", "pipconf"])
-def test_docstring_examples(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def _bench(side: Path, board: dict, p50: float) -> None:

@@ -198,15 +198,6 @@ def test_constant_output_warning_names_the_dead_model_and_what_to_do():
     assert constant_output_warning(dead[:1], cfg) is None  # one image says nothing
 
 
-def test_metrics_doctests():
-    import doctest
-
-    import cytoedge.train.metrics
-
-    result = doctest.testmod(cytoedge.train.metrics)
-    assert result.attempted >= 1 and result.failed == 0
-
-
 def test_random_init_with_the_papers_learning_rate_gets_a_hint():
     from cytoedge.train.config import TrainConfig
     from cytoedge.train.run import random_init_hint

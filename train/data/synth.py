@@ -56,7 +56,9 @@ GENERATOR = "cytoedge-synth"
 GENERATOR_VERSION = 1  # bump when the same seed no longer gives the same pictures
 FIELDS_DIR = "fields"
 STAGING_PREFIX = ".synth-staging-"
-DEFAULT_DIFFICULTY = 0.45  # calibrated: CE ShuffleNetV2 from random init ~82 % (0.3: 92 %, 0.5: 75-78 %); README "Synthetic data"
+# calibrated: CE ShuffleNetV2 from random init ~82 % (0.3: 92 %, 0.5: 75-78 %);
+# docs/synthetic-data.md#the-synthetic-data-what-it-is-and-is-not
+DEFAULT_DIFFICULTY = 0.45
 MIN_FRAME = 256
 # Fields of one slide: mostly normal cells, as in a screening slide (class -> share).
 FIELD_MIX: dict[str, float] = {

@@ -14,7 +14,7 @@ from cytoedge.edge_app.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from cytoedge.train.errors import ModelError
 
 # How the embedding (what the triplet term, the centroids and the device's rejection see) is made
-# from the pooled features; train.models.nets implements them. README "edge-train" has the measurements.
+# from the pooled features; train.models.nets implements them. Measured: docs/measurements.md#measured-on-this-machine.
 EMBEDDINGS = ("l2", "bnneck", "raw")
 DEFAULT_EMBEDDING = "l2"
 

@@ -37,8 +37,8 @@ step() {  # step NAME COMMAND...: run it, its output in OUT/NAME.log, its times 
 # a fresh store per run: a rerun on the same store would resume instead of classifying again
 step edge-app edge-app --model "$model" --source "$fields" --slide "$slide" --out "$out/store" \
     "${board_opt[@]}" --threads 2 --save-crops review
-step report edge-app report --slide "$slide" --out "$out/store" --format json -o "$out/report.json"
-step report-md edge-app report --slide "$slide" --out "$out/store" --format md -o "$out/report.md"
+step report edge-app report --slide "$slide" --out "$out/store" --report-format json -o "$out/report.json"
+step report-md edge-app report --slide "$slide" --out "$out/store" --report-format md -o "$out/report.md"
 if edge-app classify --help 2>/dev/null | grep -q '^usage: edge-app classify'; then
     step classify edge-app classify --model "$model" "$crops" --json "$out/classify.json"
 fi

@@ -139,3 +139,41 @@ def test_web_capture_refuses_a_busy_port_and_a_bad_pace_before_loading_anything(
     err = capsys.readouterr().err
     assert "--max-fps must be > 0" in err and err.count("\n") == 1
     assert not (tmp_path / "st").exists()
+
+
+def test_serve_with_a_config_shows_the_verdict_report_gives(store_dir, tmp_path, capsys):
+    """``edge-app serve --config F`` and ``edge-app report --config F`` judge a slide by the same [report] rule."""
+    import json
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from cytoedge.edge_app.report import TriageRule, build_report
+    from cytoedge.edge_app.store import Store
+
+    conf = tmp_path / "edge-app.toml"  # the demo slide: 24 cells, 6 abnormal (refer by the default rule)
+    conf.write_text(f'out = "{store_dir}"\nport = 0\n'
+                    '[report]\nrefer_abnormal_cells = 7\nrefer_abnormal_fraction = "30%"\nmin_cells = 10\n')
+    assert main(["report", "--config", str(conf), "--slide", "demo", "--report-format", "json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)["triage"]["verdict"]
+    with Store(store_dir, create=False) as s:
+        default = build_report(s, "demo", TriageRule(), 10)["triage"]["verdict"]
+    assert verdict != default  # the file's rule matters for this slide
+
+    proc = subprocess.Popen([sys.executable, "-m", "cytoedge.edge_app", "serve", "--config", str(conf)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = proc.stdout.readline()
+        base = re.search(r"web view: (http://127\.0\.0\.1:\d+)", line)
+        assert base, line
+        with urllib.request.urlopen(f"{base.group(1)}/api/slides", timeout=10) as r:
+            rows = {row["slide"]: row for row in json.loads(r.read())["slides"]}
+        with urllib.request.urlopen(f"{base.group(1)}/api/slides/demo", timeout=10) as r:
+            page = json.loads(r.read())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    assert rows["demo"]["triage"] == verdict and page["triage"]["verdict"] == verdict
