@@ -72,16 +72,13 @@ build_model() {
         cd "$out"
         edge-train synth --out data --per-class 24 --frames 4 --fields 3 --non-cells 6 --seed 0
         edge-train --data data --model shufflenet_v2_x1_0 --input-size 64 --folds 2 --fold 0 --epochs 40 \
-            --lr 0.05 --grad-clip 2 --loss ce --no-progress --seed 0 --out runs
+            --lr 0.05 --grad-clip 2 --loss ce --no-progress --seed 0 --threads 1 --out runs
         edge-convert runs/fold_0 --int8 --calib-images 20 --max-batch 8 --max-drop 100 --out model
     ) >"$out.log" 2>&1 || { tail -20 "$out.log" >&2; die "building the x86 model failed: full log $out.log"; }
     rm -f "$out.log"
 }
 build_root_timed() {  # the root layer, with one table row per part
-    local out=$1 n t0
-    t0=$(now_us)
-    n="$(build_root "$out")"
-    echo "$n	$(secs $(( $(now_us) - t0 )))" >"$ROWS.root"
+    ROOT_ROWS="$ROWS" build_root "$1" >"$ROWS.root"
 }
 model_key="$( (declare -f build_model; cd "$REPO_ROOT" && git ls-files -z --cached --others --exclude-standard \
     -- train convert edge_app/card.py edge_app/preprocess.py pyproject.toml | sort -z | xargs -0 cat) | sha256sum | cut -c1-12)"
@@ -113,7 +110,7 @@ if [[ -d "$CACHE/pi-root-$root_key" ]]; then
 else
     PI_ROOT="$(ensure_layer root "$root_key" build_root_timed)"
     lap
-    IFS=$'\t' read -r n_debs _ <"$ROWS.root"
+    n_debs="$(cat "$ROWS.root")"
     row "pi: root (Debian $PI_SUITE arm64 + wheels)" "$WALL" "$CPU" \
         "built: $n_debs .debs unpacked (dpkg-deb -x), stdlib compiled on the host, $(grep -c '==' "$PI_PINS") wheels ($(basename "$PI_PINS"))"
 fi

@@ -71,16 +71,29 @@ pi_wheel_options() {
     for n in $(seq 17 36); do printf '%s\n' --platform "manylinux_2_${n}_aarch64"; done
 }
 
-# build_root OUT: the Debian userland (timed rows: debs, unpack+compile) then the wheels.
+# part_start / part_end NAME RESULT: one timed row of the root's build, appended to $ROOT_ROWS
+# (pi-check.sh's table: step, wall, CPU, result; timing.sh's clocks).
+part_start() { PART_US=$(now_us); cpu_now "$PART_TIMES"; PART_CPU=$CPU_US; }
+part_end() {
+    cpu_now "$PART_TIMES"
+    printf 'pi: root: %s\t%s s\t%s s\t%s\n' "$1" "$(secs $(( $(now_us) - PART_US )))" \
+        "$(secs $(( CPU_US - PART_CPU )))" "$2" >>"${ROOT_ROWS:-/dev/null}"
+}
+
+# build_root OUT: the Debian userland, then the wheels; prints the number of .debs unpacked.
 build_root() {
-    local out=$1 apt="$1.apt" deb n=0 opts=()
+    local out=$1 apt="$1.apt" deb n=0 opts=() PART_TIMES="$1.times"
     rm -rf "$apt"
+    part_start
     private_apt "$apt"
     (
         export APT_CONFIG="$apt/apt.conf"
         # shellcheck disable=SC2086
         apt-get -q update >"$apt/log" 2>&1 && apt-get -q -y --download-only install $PI_DEBS >>"$apt/log" 2>&1
     ) || { tail -20 "$apt/log" >&2; die "apt (arm64, download only) failed: full log $apt/log"; }
+    part_end "apt-get --download-only (private APT_CONFIG, arm64)" \
+        "$(find "$apt/cache/archives" -name '*.deb' | wc -l) .debs, $(du -sm "$apt/cache/archives" | cut -f1) MB"
+    part_start
     for deb in "$apt"/cache/archives/*.deb; do
         [[ "$(basename "$deb")" =~ $PI_DEBS_SKIPPED ]] && continue
         dpkg-deb -x "$deb" "$out" || die "dpkg-deb -x $deb failed"
@@ -96,11 +109,14 @@ build_root() {
     : >"$out/proc/cpuinfo"
     # Debian compiles the stdlib in a maintainer script; the host's python3.11 writes the same .pyc files
     "$HOST_PY" -m compileall -q -j 0 -s "$out" -p / "$out/usr/lib/python3.11" >/dev/null 2>&1 || true
+    part_end "dpkg-deb -x + stdlib compiled on the host" "$n .debs unpacked (Mesa/LLVM skipped), $(du -sm "$out" | cut -f1) MB"
+    part_start
     mapfile -t opts < <(pi_wheel_options)
     "$HOST_PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$out/opt/site" \
         "${opts[@]}" -r "$PI_PINS" >"$out.pip.log" 2>&1 \
         || { grep -v '^WARNING: Location' "$out.pip.log" | tail -20 >&2; die "pip (aarch64 wheels of $PI_PINS) failed: full log $out.pip.log"; }
-    rm -f "$out.pip.log"
+    rm -f "$out.pip.log" "$PART_TIMES"
+    part_end "host pip --target, aarch64 wheels" "$(grep -c '==' "$PI_PINS") pinned wheels, $(du -sm "$out/opt/site" | cut -f1) MB"
     echo "$n"
 }
 
