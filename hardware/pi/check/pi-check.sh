@@ -142,8 +142,8 @@ row "x86: model (beside the Pi's root)" "$model_wall" "$model_cpu" "$model_how: 
 rm -rf --one-file-system "$WORK"
 mkdir -p "$WORK/fields" "$WORK/crops"
 cp -a "$MODEL_DIR/model" "$WORK/"
-# 3 synthetic 1280x960 slide fields and 2 single-cell crops per class: emulated inference is slow
-find "$MODEL_DIR/data/fields" -name '*.png' | sort | head -3 | xargs cp -t "$WORK/fields/"
+# 2 synthetic 1280x960 slide fields and 2 single-cell crops per class: emulated inference is slow
+find "$MODEL_DIR/data/fields" -name '*.png' | sort | head -2 | xargs cp -t "$WORK/fields/"
 for cls in "$MODEL_DIR"/data/im_*; do
     find "$cls/CROPPED" -name '*.bmp' | sort | head -2 | while read -r f; do
         cp "$f" "$WORK/crops/$(basename "${cls#*/im_}")_$(basename "$f")"

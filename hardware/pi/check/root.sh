@@ -115,8 +115,9 @@ build_root() {
     "$HOST_PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$out/opt/site" \
         "${opts[@]}" -r "$PI_PINS" >"$out.pip.log" 2>&1 \
         || { grep -v '^WARNING: Location' "$out.pip.log" | tail -20 >&2; die "pip (aarch64 wheels of $PI_PINS) failed: full log $out.pip.log"; }
-    rm -f "$out.pip.log" "$PART_TIMES"
+    rm -f "$out.pip.log"
     part_end "host pip --target, aarch64 wheels" "$(grep -c '==' "$PI_PINS") pinned wheels, $(du -sm "$out/opt/site" | cut -f1) MB"
+    rm -f "$PART_TIMES"
     echo "$n"
 }
 
