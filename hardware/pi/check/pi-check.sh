@@ -47,8 +47,15 @@ clean_partials
 WORK="$CACHE/pi-check-last"
 ROWS="$(mktemp)"
 MODEL_PID=""
+pids=()
+kill_tree() {  # a background job and everything it started (by process id, children first)
+    local child
+    for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
+    kill "$1" 2>/dev/null || true
+}
 cleanup() {
-    [[ -n "$MODEL_PID" ]] && kill "$MODEL_PID" 2>/dev/null
+    local pid
+    for pid in $MODEL_PID "${pids[@]}"; do kill_tree "$pid"; done
     rm -f "$ROWS" "$ROWS".*
     return 0
 }
@@ -85,13 +92,7 @@ model_key="$( (declare -f build_model; cd "$REPO_ROOT" && git ls-files -z --cach
 root_key="$( (declare -f build_root private_apt pi_wheel_options; echo "$PI_SUITE $PI_DEBS $PI_DEBS_SKIPPED"; \
     cat "$PI_PINS") | sha256sum | cut -c1-12)"
 
-# ---- 0. qemu on the host ----------------------------------------------------------------------------
-mark
-command -v qemu-aarch64-static >/dev/null && qemu_how=present || qemu_how=installed
-ensure_qemu
-lap; row "host: qemu-user-static" "$WALL" "$CPU" "$qemu_how: $(qemu-aarch64-static --version | head -1)"
-
-# ---- 1. x86: model, fields, crops (in the background: it overlaps the Pi's root) -----------------
+# ---- 0. x86: model, fields, crops (in the background: it overlaps qemu's install and the Pi's root) ----
 [[ -d "$CACHE/pi-model-$model_key" ]] && model_how=reused || model_how="trained (64 px ShuffleNetV2, 40 short epochs) + converted"
 (
     TIMES_FILE="$ROWS.times-model"
@@ -102,13 +103,24 @@ lap; row "host: qemu-user-static" "$WALL" "$CPU" "$qemu_how: $(qemu-aarch64-stat
 ) &
 MODEL_PID=$!
 
+# ---- 1. qemu on the host ----------------------------------------------------------------------------
+mark
+command -v qemu-aarch64-static >/dev/null && qemu_how=present || qemu_how=installed
+ensure_qemu
+lap; row "host: qemu-user-static" "$WALL" "$CPU" "$qemu_how: $(qemu-aarch64-static --version | head -1)"
+
 # ---- 2. the Pi's root ------------------------------------------------------------------------------
 mark
 if [[ -d "$CACHE/pi-root-$root_key" ]]; then
     PI_ROOT="$CACHE/pi-root-$root_key"
     lap; row "pi: root (Debian $PI_SUITE arm64 + wheels)" "$WALL" "$CPU" "cached: $PI_ROOT"
 else
-    PI_ROOT="$(ensure_layer root "$root_key" build_root_timed)"
+    # in the background and waited for, so that a TERM or INT (CI's timeout) is handled at once
+    ensure_layer root "$root_key" build_root_timed >"$ROWS.root-path" &
+    pids=($!)
+    wait "${pids[0]}" || die "building the Pi's root failed (see above)"
+    pids=()
+    PI_ROOT="$(cat "$ROWS.root-path")"
     lap
     n_debs="$(cat "$ROWS.root")"
     row "pi: root (Debian $PI_SUITE arm64 + wheels)" "$WALL" "$CPU" \
@@ -138,7 +150,7 @@ wait "$MODEL_PID" || die "building the x86 model failed (see above)"
 MODEL_PID=""
 MODEL_DIR="$(cat "$ROWS.model")"
 IFS=$'\t' read -r model_wall model_cpu <"$ROWS.model-time"
-row "x86: model (beside the Pi's root)" "$model_wall" "$model_cpu" "$model_how: int8 + fp32 LiteRT, model card"
+row "x86: model (beside qemu's install and the Pi's root)" "$model_wall" "$model_cpu" "$model_how: int8 + fp32 LiteRT, model card"
 rm -rf --one-file-system "$WORK"
 mkdir -p "$WORK/fields" "$WORK/crops"
 cp -a "$MODEL_DIR/model" "$WORK/"
@@ -173,6 +185,7 @@ for spec in "${RUNS[@]}"; do
     pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid" || FAILED=1; done
+pids=()
 lap; row "pi: ${#pids[@]} runs side by side" "$WALL" "$CPU" "$EMULATED_NOTE"
 for spec in "${RUNS[@]}"; do
     read -r label cpu _ <<<"$spec"
