@@ -5,10 +5,12 @@
 #
 # What it does: installs picamera2 from apt (it is not pip-installable: it needs the
 # system's libcamera bindings), makes a venv that can see it (--system-site-packages),
-# installs CytoEdge's [edge] extra into that venv, and checks the result.
-# numpy stays < 2 in the venv: apt's python3-simplejpeg (a picamera2 dependency) is built
-# against Bookworm's numpy 1.24 and fails to import under numpy 2
-# (raspberrypi/picamera2 issue 1088). Re-running the script is safe.
+# installs CytoEdge's [edge] extra into that venv with the Pi's pinned packages
+# (hardware/pi/requirements.txt: the same list `make pi-check` runs on an emulated Pi 4 and 5),
+# and checks the result. The pins include PyPI's simplejpeg, built against numpy 2: apt's
+# python3-simplejpeg (picamera2's JPEG encoder) is built against Bookworm's numpy 1.24 and does
+# not import under the venv's numpy 2 (raspberrypi/picamera2 issues 1088, 1211).
+# Re-running the script is safe.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -33,7 +35,7 @@ sudo apt-get install -y --no-install-recommends python3-picamera2 python3-venv l
 echo "setup: venv $VENV (with system site packages, for picamera2)"
 "$PY" -m venv --system-site-packages "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e "$REPO[edge]" "numpy<2"
+"$VENV/bin/python" -m pip install --quiet -r "$REPO/hardware/pi/requirements.txt" -e "$REPO[edge]"
 
 echo "setup: checking"
 "$VENV/bin/python" -c 'import cv2, numpy; from ai_edge_litert.interpreter import Interpreter; print("opencv", cv2.__version__, "numpy", numpy.__version__, "LiteRT ok")'

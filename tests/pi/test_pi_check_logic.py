@@ -1,4 +1,4 @@
-"""The pure logic of `make pi-check` (hardware/pi/check): the x86-vs-Pi comparison and the Pi's pip settings.
+"""The pure logic of `make pi-check` (hardware/pi/check): the x86-vs-Pi comparison.
 
 The emulation itself is not run here (it needs root, qemu and minutes): `make pi-check` runs it.
 """
@@ -26,7 +26,6 @@ def _load(name: str):
 
 
 compare = _load("compare")
-pipconf = _load("pipconf")
 
 STEP = 0.0193  # the int8 logits' quantisation scale
 
@@ -198,7 +197,8 @@ def test_main_writes_table_rows_and_exits_1_on_a_difference(tmp_path, capsys):
     assert [c.name for c in checks] == ["output report.md"] and not checks[0].ok
 
 
-@pytest.mark.parametrize("key", ["started", "finder_ms", "frames_per_s", "runtime_import_s", "board", "generated"])
+@pytest.mark.parametrize("key", ["started", "finder_ms", "frames_per_s", "runtime_import_s", "board", "generated",
+                                 "board_check"])
 def test_run_facts_are_volatile(key):
     assert compare.is_volatile(key)
 
@@ -208,20 +208,6 @@ def test_results_are_not_volatile(key):
     assert not compare.is_volatile(key)
 
 
-def test_pip_settings_for_the_pi_keep_the_index_and_drop_local_paths():
-    files = ["[global]\nconstraint = /etc/xdg/pip/constraints.txt\ncert = /etc/ssl/certs/ca-certificates.crt\n",
-             "[global]\nfind-links = /opt/wheels\nextra-index-url = file:///opt/pypi/simple https://mirror.example/simple\n"
-             "trusted-host = mirror.example\n[install]\nindex-url = https://proxy.example/pypi/simple\n"]
-    env = {"PIP_FIND_LINKS": "/opt/wheels", "PIP_DEFAULT_TIMEOUT": "180", "HOME": "/root",
-           "PIP_INDEX_URL": "https://env.example/simple"}
-    got = pipconf.pi_settings(files, env)
-    assert got == {"index-url": "https://env.example/simple", "extra-index-url": "https://mirror.example/simple",
-                   "trusted-host": "mirror.example", "default-timeout": "180",
-                   "cert": "/etc/ssl/certs/ca-certificates.crt"}
-    text = pipconf.render(got)
-    assert "/opt/" not in text and "constraint" not in text and text.startswith("#")
-    # nothing portable at all: only the Pi's own certificate bundle
-    assert pipconf.pi_settings(["[global]\nfind-links = /opt/wheels\n"], {}) == {"cert": pipconf.PI_CERT}
 
 
 def _bench(side: Path, board: dict, p50: float) -> None:
@@ -239,3 +225,19 @@ def test_bench_row_names_the_isa_features_the_pi_has_and_lacks(tmp_path):
     (check,) = compare.compare_bench(tmp_path / "x86", tmp_path / "pi4")
     assert check.ok and "tflite-int8 p50 90.0 ms (qemu-user cortex-a72 on x86_64: not board timings)" in check.detail
     assert check.detail.endswith("ISA features: asimd (not asimdhp, asimddp, i8mm, bf16, sve, sve2)")
+
+
+def test_confidences_may_move_with_opencv_but_classes_and_unknown_flags_may_not():
+    norm = compare.Normalizer([], [])
+    x86 = [{"crop": "a.bmp", "class": "parabasal", "unknown": False, "confidence": 0.695769, "score": 0.47265}]
+    pi = copy.deepcopy(x86)
+    pi[0].update(confidence=0.721415, score=0.473707)  # what OpenCV's resize moved on the emulated Cortex-A72
+    assert list(compare.diff(x86, pi, norm)) == []
+    pi[0]["confidence"] = 0.755769
+    assert list(compare.diff(x86, pi, norm)) == ["[0].confidence: 0.695769 != 0.755769 (more than 0.05 apart)"]
+    for key, value in (("class", "metaplastic"), ("unknown", True)):
+        other = copy.deepcopy(x86)
+        other[0][key] = value
+        assert [d.split(":")[0] for d in compare.diff(x86, other, norm)] == [f"[0].{key}"]
+    # any other real number keeps the tight bound
+    assert list(compare.diff({"abnormal_fraction": 0.30}, {"abnormal_fraction": 0.31}, norm))

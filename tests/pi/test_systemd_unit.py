@@ -1,7 +1,6 @@
 """The systemd unit starts edge-app again after a camera failure, never after a user's mistake.
 
-`make pi-check` runs `systemd-analyze verify` on the unit in an emulated Pi; this checks that the
-unit's restart rule and edge-app's exit statuses agree.
+This checks that the unit's restart rule and edge-app's exit statuses agree.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 #   PATH=VENV/bin:$PATH steps.sh OUT MODEL FIELDS CROPS BOARD [bench|-] [REFERENCE]
 #
 # Writes into OUT: the app's store (store/), the slide report (report.json, report.md), the
-# classify table (classify.json, when this edge-app has `classify`), the classifier's outputs
+# classify table (classify.json), the classifier's outputs
 # crop by crop and its input tensors (probe.json, inputs-*.npy; with REFERENCE, the reference
 # machine's tensors run here too), bench-device's result files (bench/, with "bench"), a log per
 # step and steps.tsv (step, wall seconds, CPU seconds, exit status). A failed step is recorded,
@@ -39,12 +39,10 @@ step edge-app edge-app --model "$model" --source "$fields" --slide "$slide" --ou
     "${board_opt[@]}" --threads 2 --save-crops review
 step report edge-app report --slide "$slide" --out "$out/store" --report-format json -o "$out/report.json"
 step report-md edge-app report --slide "$slide" --out "$out/store" --report-format md -o "$out/report.md"
-if edge-app classify --help 2>/dev/null | grep -q '^usage: edge-app classify'; then
-    step classify edge-app classify --model "$model" "$crops" --json "$out/classify.json"
-fi
+step classify edge-app classify --model "$model" "$crops" --json "$out/classify.json"
 step probe python "$here/probe.py" "$model" "$fields" "$crops" "$out" --threads 2 ${reference:+--reference "$reference"}
 if [[ "$bench" == bench ]]; then
     step bench-device bench-device "$model" --formats tflite-int8,tflite-fp32 --threads 2 "${board_opt[@]}" \
-        --out "$out/bench" --warmup 2 --min-runs 10 --min-time 0
+        --out "$out/bench" --warmup 1 --min-runs 3 --min-time 0
 fi
 exit 0
