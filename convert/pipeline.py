@@ -20,11 +20,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cytoedge.convert.calibration import DEFAULT_CALIB_IMAGES, SPACES, select_calibration, write_calibration, write_sample_file
 from cytoedge.convert.errors import AccuracyGateError, ConvertError, StageError
 from cytoedge.edge_app.atomic import atomic_write_bytes
 from cytoedge.edge_app.card import CARD_FILE, ModelCard, write_card
 from cytoedge.edge_app.formats import FORMATS, get_format
+
+
+VIEWS = ("finder", "dataset")
+FINDER_CELL_REJECTION, DATASET_CELL_REJECTION = 0.02, 0.05
 
 
 @dataclass
@@ -41,10 +47,21 @@ class ConvertOptions:
     max_batch: int = 32  # crops per invocation checked at conversion and recorded in the card
     fit_images: int | None = None  # training images for each artifact's open-set score (None: all)
     open_set_score: str = "mahalanobis+image"  # edge_app.rejection.SCORES; chosen by benchmarks.open_set (README)
-    cell_rejection: float = 0.05  # share of validation cells the open-set threshold rejects
+    cell_rejection: float | None = None  # share of validation cells the open-set threshold rejects (None: 0.02 on
+    # finder crops, 0.05 on dataset crops; docs/open-set.md: measured on fields of an unseen seed)
+    view: str = "finder"  # fit the open-set score, its threshold, the temperature and the error rates on "finder"
+    # crops (the device's own finder on the bundle's labelled frames, validation groups only: the device view) or
+    # on the split's "dataset" crops (the releases before; for data without labelled frames)
     threads: int | None = None  # interpreter threads during validation (None: all cores)
     keep_work: bool = False  # keep the work folder (ONNX sources, onnx2tf output, calibration array)
     seed: int = 0  # picks the stratified calibration / fitting subsets
+
+    @property
+    def rejection(self) -> float:
+        """The share of validation cells the open-set threshold rejects (the view's default unless set)."""
+        if self.cell_rejection is not None:
+            return self.cell_rejection
+        return FINDER_CELL_REJECTION if self.view == "finder" else DATASET_CELL_REJECTION
 
     def calib_count(self, available: int) -> int:
         """How many calibration images to use: the number asked for, else the default capped by the split."""
@@ -63,7 +80,9 @@ class ConvertOptions:
 
         if self.open_set_score not in SCORES:
             raise ConvertError(f"--open-set-score {self.open_set_score!r} is not one of {', '.join(SCORES)}")
-        if not 0.0 < self.cell_rejection < 0.5:
+        if self.view not in VIEWS:
+            raise ConvertError(f"--view {self.view!r} is not one of {', '.join(VIEWS)}")
+        if not 0.0 < self.rejection < 0.5:
             raise ConvertError(f"--cell-rejection must be between 0 and 0.5 (a share of cells), got {self.cell_rejection}")
         if self.val_data is not None and not Path(self.val_data).is_dir():
             raise ConvertError(f"--val {self.val_data} is not a folder: pass a SIPaKMeD or ImageFolder tree")
@@ -144,6 +163,7 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
     val = samples.folder_images(Path(opts.val_data), names) if opts.val_data else samples.split_images(split, "val", k)
     calib_set = select_calibration(train, opts.calib_count(len(train)), k, opts.seed) if opts.int8 else None
     fit = train if opts.fit_images is None else samples.stratified(train, min(opts.fit_images, len(train)), k, opts.seed)
+    view = _device_view(split, opts, names) if opts.view == "finder" else None
 
     out = Path(out_dir).resolve()
     work = _prepare_out(out)
@@ -153,8 +173,13 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
 
     with stage("read") as note:
         net = bundle.load_model()
-        val_crops, fit_crops = samples.load_crops(val, spec), samples.load_crops(fit, spec)
         calib_crops = samples.load_crops(calib_set, spec) if calib_set is not None else None
+        non_cells = None
+        if view is not None:
+            val, fit, val_crops, fit_crops, non_cells = view.sets(spec)
+            note.append(f"device view: validation {view.val.summary()}; training {view.train.summary()}")
+        else:
+            val_crops, fit_crops = samples.load_crops(val, spec), samples.load_crops(fit, spec)
         note.append(f"{len(val)} validation images ({val.source}), {len(fit)} training images for the open-set score"
                     + (f", {len(calib_set)} for calibration" if calib_set is not None else ""))
 
@@ -204,11 +229,13 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
 
     threads = opts.threads or os.cpu_count() or 1
     scores, specs, batch_info = {}, {}, {}
-    fitting = FitSettings(score=opts.open_set_score, cell_rejection=opts.cell_rejection)
+    fitting = FitSettings(score=opts.open_set_score, cell_rejection=opts.rejection)
     from cytoedge.edge_app.crop_features import crop_features
 
     image = (crop_features(val_crops), crop_features(fit_crops)) if "image" in fitting.score else None
-    fit_args = dict(class_names=names, groups=bundle.class_groups or None, image=image)
+    fit_args = dict(class_names=names, groups=bundle.class_groups or None, image=image,
+                    non_cells=None if non_cells is None or not len(non_cells) else
+                    (non_cells, crop_features(non_cells) if image is not None else None), view=opts.view)
     with stage("validate") as note:
         torch_runner = TorchRunner(net, spec)
         scores["torch"] = score("torch", torch_runner, val_crops, val.labels, fit_crops, fit.labels, k, fitting, None,
@@ -247,7 +274,8 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
         "n_images": len(val),
         "fit": {"source": fit.source, "images": len(fit), "open_set_score": fitting.score,
                 "cell_rejection": fitting.cell_rejection, "rank": fitting.rank,
-                "threshold_on": val.source, "temperature_on": val.source},
+                "threshold_on": val.source, "temperature_on": val.source, "error_rates_on": val.source,
+                "view": opts.view, **({"device_view": view.record()} if view is not None else {})},
         "reliability_plot": plot.name if plot else None,
         "reference": "torch",
         "table": {fmt: s.metrics for fmt, s in scores.items()},
@@ -269,6 +297,69 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
         raise AccuracyGateError(f"{'; '.join(rejected)}; the card marks it rejected: calibrate with more images "
                                 "(--calib-images) or deploy tflite-fp32", card)
     return card
+
+
+@dataclass
+class _DeviceView:
+    """The bundle's labelled frames through the device's finder (:mod:`train.data.device_view`)."""
+
+    train: Any  # FinderCrops of the training groups' frames: the open-set score's parameters
+    val: Any  # FinderCrops of the validation groups' frames: threshold, temperature, error rates
+    source: str
+
+    def sets(self, spec: Any) -> tuple[Any, Any, Any, Any, Any]:
+        """(val ImageSet, fit ImageSet, val crops, fit crops, the validation frames' non-cell crops), as the model sees them."""
+        from cytoedge.convert.samples import ImageSet
+        from cytoedge.edge_app.preprocess import preprocess
+
+        def prep(crops: list, idx: Any) -> Any:
+            out = np.empty((len(idx), spec.size, spec.size, 3), np.uint8)
+            for n, i in enumerate(idx):
+                out[n] = preprocess(crops[i], spec, channel_order="BGR", normalize=False)
+            return out
+
+        v, t = self.val.matched, self.train.matched
+        val = ImageSet(f"finder crops of the validation frames ({self.source})",
+                       [Path(self.val.groups[i]) for i in v], self.val.label_array[v])
+        fit = ImageSet(f"finder crops of the training frames ({self.source})",
+                       [Path(self.train.groups[i]) for i in t], self.train.label_array[t])
+        return val, fit, prep(self.val.crops, v), prep(self.train.crops, t), prep(self.val.crops, self.val.non_cells)
+
+    def record(self) -> dict[str, Any]:
+        def part(fc: Any) -> dict[str, Any]:
+            return {"frames": fc.frames, "outlined_cells": fc.outlines, "matched": int(len(fc.matched)),
+                    "other_detections": int(len(fc.non_cells))}
+        return {"source": self.source, "match_iou": 0.5, "validation": part(self.val), "training": part(self.train)}
+
+
+def _device_view(split: dict, opts: ConvertOptions, names: list[str]) -> _DeviceView:
+    """The labelled frames of the bundle's data (or ``--val DATA``: all of its frames for validation), group-aware."""
+    from cytoedge.train.data.device_view import cluster_frames, finder_crops, frames_of_groups
+    from cytoedge.train.errors import DataError
+
+    root = Path(split.get("root", ""))
+    hint = "pass --view dataset to fit on the dataset's crops instead"
+    try:
+        frames = cluster_frames(root) if root.is_dir() else []
+        groups = {part: {str(r[2]) for r in split.get(part) or []} for part in ("train", "val")}
+        train_frames = frames_of_groups(frames, groups["train"])
+        val_frames = cluster_frames(Path(opts.val_data)) if opts.val_data else frames_of_groups(frames, groups["val"])
+        if not train_frames or not val_frames:
+            which = "training" if not train_frames else "validation"
+            raise ConvertError(f"the device view needs labelled frames (cluster images with NNN_cytNN.dat outlines) of "
+                               f"the {which} groups; {root if which == 'training' or not opts.val_data else opts.val_data}"
+                               f" has none: {hint}")
+        view = _DeviceView(finder_crops(train_frames, names), finder_crops(val_frames, names),
+                           str(opts.val_data or root))
+    except DataError as exc:
+        raise ConvertError(f"device view: {exc}; {hint}") from None
+    for part, fc in (("training", view.train), ("validation", view.val)):
+        counts = np.bincount(fc.label_array[fc.matched], minlength=len(names))
+        if (counts == 0).any():
+            missing = names[int(np.flatnonzero(counts == 0)[0])]
+            raise ConvertError(f"device view: the finder matched no {missing} cell in the {part} frames "
+                               f"({fc.summary()}): {hint}")
+    return view
 
 
 def _normalization(space: str, folded_into: str) -> str:
