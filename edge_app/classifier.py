@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cytoedge.edge_app.card import ArtifactEntry, ModelCard, TensorSpec, load_card
-from cytoedge.edge_app.classes import UNKNOWN, group_of
+from cytoedge.edge_app.card import ArtifactEntry, ModelCard, TensorSpec, load_card, say_legacy_once
+from cytoedge.edge_app.classes import ABNORMAL, UNKNOWN, group_of
 from cytoedge.edge_app.confidence import softmax
 from cytoedge.edge_app.errors import CytoEdgeError, ModelCardError
 from cytoedge.edge_app.formats import get_format
@@ -48,6 +48,7 @@ class Prediction:
     score: float  # open-set score (the card's kind, e.g. Mahalanobis distance to the nearest class); higher = less cell-like
     unknown: bool
     reason: str = ""  # why unknown: "not like any known class" and/or "low confidence"
+    p_abnormal: float = 0.0  # calibrated probability of the abnormal group (sum over its classes): the gallery's order
 
 
 def choose_format(card: ModelCard, fmt: str | None = None, *, allow_rejected: bool = False) -> str:
@@ -84,6 +85,7 @@ class Classifier:
         # probe: load and invoke the file once in a child process first (edge_app.modelcheck)
         self.card = load_trusted_card(model, trust) if trust else load_card(model)
         self.format = choose_format(self.card, fmt, allow_rejected=allow_rejected)
+        say_legacy_once(self.card)  # an older card runs with its old rule: said once per process
         self.entry: ArtifactEntry = self.card.artifact(self.format)
         self.path = self.card.verify_artifact(self.format)
         self.min_confidence = min_confidence
@@ -240,6 +242,8 @@ class Classifier:
         probs = softmax(logits, self.temperature)
         top = probs.argmax(axis=1)
         scores = self.open_set(logits, embs, features)
+        abnormal = [i for i, c in enumerate(self.class_names) if group_of(c, self.groups) == ABNORMAL]
+        p_ab = probs[:, abnormal].sum(axis=1)
         preds = []
         for i, k in enumerate(top):
             conf, sc = float(probs[i, k]), float(scores[i])
@@ -248,5 +252,6 @@ class Classifier:
             name = self.class_names[k]
             preds.append(Prediction(
                 int(k), name, UNKNOWN if (far or low) else group_of(name, self.groups), conf, sc, far or low,
-                "; ".join(r for r, on in (("not like any known class", far), ("low confidence", low)) if on)))
+                "; ".join(r for r, on in (("not like any known class", far), ("low confidence", low)) if on),
+                float(p_ab[i])))
         return preds
