@@ -229,13 +229,13 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
 
     threads = opts.threads or os.cpu_count() or 1
     scores, specs, batch_info = {}, {}, {}
-    fitting = FitSettings(score=opts.open_set_score, cell_rejection=opts.rejection)
-    from cytoedge.edge_app.crop_features import crop_features
+    from cytoedge.edge_app.crop_features import SMALL, crop_features
 
-    image = (crop_features(val_crops), crop_features(fit_crops)) if "image" in fitting.score else None
+    fitting = FitSettings(score=opts.open_set_score, cell_rejection=opts.rejection, image_size=SMALL)
+    image = (crop_features(val_crops, SMALL), crop_features(fit_crops, SMALL)) if "image" in fitting.score else None
     fit_args = dict(class_names=names, groups=bundle.class_groups or None, image=image,
                     non_cells=None if non_cells is None or not len(non_cells) else
-                    (non_cells, crop_features(non_cells) if image is not None else None), view=opts.view)
+                    (non_cells, crop_features(non_cells, SMALL) if image is not None else None), view=opts.view)
     with stage("validate") as note:
         torch_runner = TorchRunner(net, spec)
         scores["torch"] = score("torch", torch_runner, val_crops, val.labels, fit_crops, fit.labels, k, fitting, None,
@@ -273,7 +273,7 @@ def convert_bundle(bundle_dir: str | Path, out_dir: str | Path, opts: ConvertOpt
         "data": val.source,
         "n_images": len(val),
         "fit": {"source": fit.source, "images": len(fit), "open_set_score": fitting.score,
-                "cell_rejection": fitting.cell_rejection, "rank": fitting.rank,
+                "cell_rejection": fitting.cell_rejection, "rank": fitting.rank, "image_size": fitting.image_size,
                 "threshold_on": val.source, "temperature_on": val.source, "error_rates_on": val.source,
                 "view": opts.view, **({"device_view": view.record()} if view is not None else {})},
         "reliability_plot": plot.name if plot else None,

@@ -39,6 +39,7 @@ class FitSettings:
     score: str = DEFAULT_SCORE
     cell_rejection: float = DEFAULT_CELL_REJECTION  # share of validation cells the threshold rejects
     rank: int = DEFAULT_RANK
+    image_size: int | None = None  # the image statistics were taken on a copy this wide (edge_app.crop_features)
 
 
 @dataclass
@@ -118,6 +119,7 @@ def score(fmt: str, runner: Runner, val_crops: np.ndarray, val_labels: np.ndarra
                                 rank=fit.rank)
     except ValueError as exc:
         raise StageError("validate", f"{fmt}: cannot fit the open-set score ({exc})") from None
+    open_set.image_size = fit.image_size if open_set.needs_image else None
     unknown = open_set.unknown(logits, emb, val_image)
     check_round_trip(fmt, open_set, logits, emb, val_image, unknown, num_classes)
     calibration = calibrate(logits, val_labels)

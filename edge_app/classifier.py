@@ -110,6 +110,7 @@ class Classifier:
         self.temperature = self.entry.temperature
         self.invocations = 0
         self._stage: np.ndarray | None = None  # uint8 crops resized, before the input pass
+        self._want_features, self._features = False, []  # classify: the open-set score's picture statistics
 
     # -- checks against the card -----------------------------------------------------------------
     def _fail(self, what: str) -> ModelCardError:
@@ -185,9 +186,12 @@ class Classifier:
             del buf
 
     def _run(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """One invocation over ``len(crops)`` crops (BGR uint8 images of any size)."""
+        """One invocation over ``len(crops)`` crops (BGR uint8 images of any size). With an open-set score that
+        reads pixels, their statistics are taken from the staged crops on the way (:attr:`_features`)."""
         self._resize(len(crops))
         self.write_input(crops)
+        if self._want_features:  # the staged crops are the model's pixels in BGR: the statistics ignore the order
+            self._features.append(crop_features(self._stage[:len(crops)], self.open_set.image_size))
         return self._invoke(len(crops))
 
     def _invoke(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,10 +237,12 @@ class Classifier:
 
     def classify(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         """One :class:`Prediction` per crop (BGR uint8 images of any size), in order."""
-        logits, embs = self.raw_outputs(crops)  # the crops written straight into the input (= pixels + quantize)
-        features = None
-        if self.open_set.needs_image and len(crops):  # the score reads the crops' pixels as well, as uint8 (the
-            features = crop_features(self.pixels(crops).astype(np.uint8))  # values are whole: crop_features' fast path
+        self._want_features, self._features = self.open_set.needs_image, []
+        try:
+            logits, embs = self.raw_outputs(crops)  # the crops written straight into the input (= pixels + quantize)
+        finally:
+            self._want_features = False
+        features = np.concatenate(self._features) if self._features else None
         if not len(logits):
             return []
         probs = softmax(logits, self.temperature)
