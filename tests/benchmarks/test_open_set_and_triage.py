@@ -86,4 +86,3 @@ def test_slide_triage_runs_edge_app_and_its_report_on_known_slides(bench_model, 
 
     with pytest.raises(CytoEdgeError, match="is not empty"):
         main(["--model", str(bench_model), "--work", str(tmp_path / "work")])
-
