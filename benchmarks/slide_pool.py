@@ -158,3 +158,48 @@ def render_pool(res: dict[str, Any]) -> str:
     lines += ["", f"Intervals cover the true fraction on {100 * s['coverage']:.0f} % of {s['slides']} slides; "
                   f"normal slides given no further review: {'-' if nfr is None else f'{100 * nfr:.0f} %'}."]
     return "\n".join(lines) + "\n"
+
+
+NARROWING = (("this card", 1, None), ("10x the validation cells", 10, None), ("100x the validation cells", 100, None),
+             ("per-cell specificity 99 %", 1, 0.99), ("specificity 99 % and 10x the cells", 10, 0.99))
+
+
+def narrowing(rates: dict[str, Any], class_groups: dict[str, str], sizes: tuple[int, ...] = (5000, 20000),
+              fractions: tuple[float, ...] = (0.0, 0.05), draws: int = 1000) -> list[dict[str, Any]]:
+    """What would narrow the interval: the interval of slides with the expected counts under the card's confusion,
+    with its validation counts multiplied, or its false-abnormal rate of normal and benign cells set to 1 %."""
+    from cytoedge.edge_app.estimate import ErrorRates, estimate
+
+    base = ErrorRates.from_card(rates, class_groups)
+    t = base.groups.index(ABNORMAL)
+    out = []
+    for name, scale, spec in NARROWING:
+        cnt = base.counts.astype(np.float64) * scale
+        if spec is not None:
+            for i in range(len(base.groups)):
+                if i != t:
+                    tot, wrong = cnt[i].sum(), cnt[i, t]
+                    cnt[i, i] += wrong - (1 - spec) * tot
+                    cnt[i, t] = (1 - spec) * tot
+        cnt = np.round(cnt).astype(np.int64)
+        conf = cnt / cnt.sum(axis=1, keepdims=True)
+        share = base.counts.sum(axis=1).astype(np.float64)
+        share[t] = 0.0
+        share /= share.sum()  # the non-abnormal groups in the validation mix
+        row = {"case": name, "validation_cells": int(cnt.sum())}
+        for n in sizes:
+            for frac in fractions:
+                p = share * (1 - frac)
+                p[t] = frac
+                e = estimate(np.round(n * p @ conf), ErrorRates(base.groups, cnt), draws=draws)
+                row[f"{100 * frac:g}% of {n}"] = [round(e.low, 4), round(e.high, 4)]
+        out.append(row)
+    return out
+
+
+def render_narrowing(rows: list[dict[str, Any]]) -> str:
+    keys = [k for k in rows[0] if k not in ("case", "validation_cells")]
+    lines = ["| 95 % interval of a slide at | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
+    lines += [f"| {r['case']} ({r['validation_cells']} validation cells) | "
+              + " | ".join(f"{100 * r[k][0]:.1f}-{100 * r[k][1]:.1f} %" for k in keys) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -183,7 +183,7 @@ POOL_FRACTIONS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.10)
 
 
 def _pool_main(a: argparse.Namespace) -> int:
-    from cytoedge.benchmarks.slide_pool import Pool, build_pool, measure_pool, render_pool
+    from cytoedge.benchmarks.slide_pool import Pool, build_pool, measure_pool, narrowing, render_narrowing, render_pool
     from cytoedge.edge_app.card import load_card
     from cytoedge.edge_app.classifier import choose_format
     from cytoedge.edge_app.report import TriageRule
@@ -207,8 +207,10 @@ def _pool_main(a: argparse.Namespace) -> int:
                        a.sizes, a.seed)
     res.update({"model": str(a.model), "pool_detections": int(len(pool.truth)), "pool_s": round(pool_s, 1),
                 "rule": {"limit": rule.limit, "preparation": rule.preparation, "needed": rule.adequacy_needed},
-                "sizes": list(a.sizes)})
+                "sizes": list(a.sizes), "narrowing": narrowing(rates, dict(card.class_groups))})
     print(render_pool(res))
+    print("What would narrow the interval (expected counts under the card's confusion):\n")
+    print(render_narrowing(res["narrowing"]))
     if a.json:
         atomic_write_json(a.json, res)
         print(f"wrote {a.json}")

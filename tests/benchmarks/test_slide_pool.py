@@ -36,3 +36,19 @@ def test_pooled_slides_are_drawn_as_asked_and_judged_as_the_report_does():
     s = res["summary"]["per_fraction"]
     assert s["0"]["refer"] == 0 and s["0.1"]["refer"] == 5 and len(res["rows"]) == 10
     assert all(2000 <= r["cells"] <= 5000 for r in res["rows"])
+
+
+def test_more_validation_cells_and_a_better_specificity_narrow_the_interval():
+    import numpy as np
+
+    from cytoedge.benchmarks.slide_pool import narrowing, render_narrowing
+    from cytoedge.edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_GROUPS
+
+    counts = np.full((5, 5), 3) + np.eye(5, dtype=int) * 40
+    rows = narrowing({"classes": list(SIPAKMED_CLASSES), "counts": counts.tolist()}, dict(SIPAKMED_GROUPS),
+                     sizes=(5000,), draws=300)
+    width = {r["case"]: r["5% of 5000"][1] - r["5% of 5000"][0] for r in rows}
+    assert width["100x the validation cells"] < width["10x the validation cells"] < width["this card"]
+    assert width["per-cell specificity 99 %"] < width["this card"]
+    assert rows[1]["validation_cells"] == 10 * rows[0]["validation_cells"]
+    assert "this card" in render_narrowing(rows)
