@@ -17,7 +17,7 @@ def synth(tmp_path_factory):
     from cytoedge.train.data.synth import SynthOptions, generate
 
     out = tmp_path_factory.mktemp("dv") / "data"
-    generate(SynthOptions(out=out, per_class=4, frames=1, fields=2, seed=3))
+    generate(SynthOptions(out=out, per_class=4, frames=2, fields=2, seed=3))
     return out
 
 
@@ -53,3 +53,31 @@ def test_a_class_the_model_does_not_know_or_a_missing_truth_is_a_data_error(synt
         finder_crops(truth_fields(synth / "fields"), ["parabasal"])
     with pytest.raises(DataError, match="no truth.json"):
         truth_fields(tmp_path)
+
+
+def test_edge_convert_takes_the_validation_groups_frames_for_the_fit_and_refuses_data_without_frames(synth, tmp_path):
+    """convert.pipeline's device view: training groups' frames for the score, validation groups' for the rest
+    (group-aware, as the bundle's split.json names them); a split without labelled frames is a one-line error."""
+    from cytoedge.convert.errors import ConvertError
+    from cytoedge.convert.pipeline import ConvertOptions, _device_view
+    from cytoedge.edge_app.preprocess import PreprocessSpec
+    from cytoedge.train.data.sipakmed import scan_dataset
+
+    index = scan_dataset(synth)
+    groups = sorted({s.group for s in index.samples})
+    val_groups = set(groups[1::2])  # one of the two frames of every class
+    rows = [[str(s.path.relative_to(synth)), s.label, s.group] for s in index.samples]
+    split = {"root": str(synth), "train": [r for r in rows if r[2] not in val_groups],
+             "val": [r for r in rows if r[2] in val_groups]}
+    names = list(SIPAKMED_CLASSES)
+    view = _device_view(split, ConvertOptions(), names)
+    assert set(view.val.groups) <= val_groups and not set(view.train.groups) & val_groups
+    val, fit, val_crops, fit_crops, non_cells = view.sets(PreprocessSpec(32, 32))
+    assert len(val) == len(val_crops) == len(view.val.matched) and val_crops.shape[1:] == (32, 32, 3)
+    assert len(fit) == len(fit_crops) and len(non_cells) == len(view.val.non_cells)
+    assert view.record()["validation"]["matched"] == len(val)
+    assert ConvertOptions().rejection == 0.02 and ConvertOptions(view="dataset").rejection == 0.05
+    empty = tmp_path / "crops_only"
+    (empty / "parabasal").mkdir(parents=True)
+    with pytest.raises(ConvertError, match="--view dataset"):
+        _device_view({"root": str(empty), "train": rows, "val": rows}, ConvertOptions(), names)
