@@ -104,5 +104,7 @@ def crop_features(pixels: np.ndarray, size: int | None = None) -> np.ndarray:
     if size is not None and pixels.shape[1:3] != (size, size):
         import cv2
 
+        if pixels.dtype != np.uint8:  # the model's pixels are whole numbers: resize them as the device does (uint8)
+            pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
         pixels = [cv2.resize(np.ascontiguousarray(c), (size, size), interpolation=cv2.INTER_AREA) for c in pixels]
     return np.array([_one(c) for c in pixels], np.float64).reshape(len(pixels), len(FEATURES))

@@ -188,6 +188,7 @@ def test_the_statistics_of_schema_3_cards_are_taken_on_a_small_copy_and_recorded
     np.testing.assert_array_equal(crop_features(crops, SMALL), crop_features(small))
     assert not np.allclose(crop_features(crops, SMALL), crop_features(crops))
     np.testing.assert_array_equal(crop_features(small, SMALL), crop_features(small))  # already that size
+    np.testing.assert_array_equal(crop_features(crops.astype(np.float32), SMALL), crop_features(crops, SMALL))
     x = rng.normal(size=(40, len(FEATURES)))
     y = np.arange(40) % 2
     s = fit_open_set("image", np.zeros((40, 2)), np.zeros((40, 3)), y, np.zeros((40, 2)), np.zeros((40, 3)), 2,
