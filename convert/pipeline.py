@@ -342,7 +342,8 @@ def _device_view(split: dict, opts: ConvertOptions, names: list[str]) -> _Device
     try:
         frames = cluster_frames(root) if root.is_dir() else []
         groups = {part: {str(r[2]) for r in split.get(part) or []} for part in ("train", "val")}
-        train_frames = frames_of_groups(frames, groups["train"])
+        # a frame whose crops are on both sides (a bundle trained with --no-groups) is validation only
+        train_frames = frames_of_groups(frames, groups["train"] - groups["val"])
         val_frames = cluster_frames(Path(opts.val_data)) if opts.val_data else frames_of_groups(frames, groups["val"])
         if not train_frames or not val_frames:
             which = "training" if not train_frames else "validation"
