@@ -66,7 +66,7 @@ def convert_one(bundle: Path, out: Path, calib: int, space: str, threads: int, f
     from cytoedge.convert.pipeline import ConvertOptions, convert_bundle
 
     opts = ConvertOptions(int8=True, calib_images=calib, tflite_input=space, max_drop=100.0, threads=threads,
-                          fold_normalization=fold)  # gate off
+                          fold_normalization=fold, view="dataset")  # gate off; the conversion, not the fit
     t0 = time.perf_counter()
     card = convert_bundle(bundle, out, opts)
     wall = time.perf_counter() - t0

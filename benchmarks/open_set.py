@@ -89,7 +89,10 @@ def _outputs(clf: Any, images: list[np.ndarray], labels: np.ndarray | None = Non
 
     px = clf.pixels(images)
     logits, emb = clf.outputs_of(px)
-    return Outputs(np.asarray(logits, np.float64), np.asarray(emb, np.float64), crop_features(px), labels)
+    # the picture statistics at the card's size (64 px for schema 3), so the card's own score and the refitted
+    # candidates see what the device computes
+    return Outputs(np.asarray(logits, np.float64), np.asarray(emb, np.float64),
+                   crop_features(px, clf.open_set.image_size), labels)
 
 
 def candidates(card_score: Any, scores: Sequence[str], ranks: Sequence[int]) -> list[tuple[str, str, int]]:

@@ -1,7 +1,15 @@
 """Slide-level triage: synthetic slides with known abnormal fractions through edge-app and its report.
 
+    python -m cytoedge.benchmarks.slide_triage --model DIR --pool [--slides 5] [--sizes 2000,5000]
+        [--pool-cells 3000 --pool-abnormal 600 | --pool-file FILE.npz] [--limit 0.5%] [--json FILE]
     python -m cytoedge.benchmarks.slide_triage --model DIR [--fractions 0,0.005,0.01,0.02,0.05] [--slides 2]
         [--cells 300] [--seed 0] [--work DIR] [--json FILE]
+
+``--pool`` (realistic slides of 2 000-5 000 cells, fractions 0 to 10 %): the finder and the
+classifier run once on a pool of labelled cells, and every slide is drawn from that cache
+(:mod:`benchmarks.slide_pool`); per fraction it reports refer / review / no further
+review, the estimate's error, whether its 95 % interval covers the truth, and precision
+at K of the gallery. Without it, every slide goes through edge-app end to end:
 
 Each slide holds exactly ``--cells`` labelled cells: ``round(fraction x cells)`` abnormal
 ones (koilocytotic and dyskeratotic, alternately) and the rest normal and benign in the
@@ -161,6 +169,54 @@ def _floats(text: str) -> list[float]:
     return vals
 
 
+def _sizes(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX cells, got {text!r}") from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"expected 0 < MIN <= MAX, got {text!r}")
+    return lo, hi
+
+
+POOL_FRACTIONS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.10)
+
+
+def _pool_main(a: argparse.Namespace) -> int:
+    from cytoedge.benchmarks.slide_pool import Pool, build_pool, measure_pool, narrowing, render_narrowing, render_pool
+    from cytoedge.edge_app.card import load_card
+    from cytoedge.edge_app.classifier import choose_format
+    from cytoedge.edge_app.report import TriageRule
+
+    card = load_card(a.model)
+    rates = card.artifact(choose_format(card)).error_rates
+    if rates is None:
+        raise CytoEdgeError(f"the model card in {a.model} has no error rates (an older card): run edge-convert again")
+    rule = TriageRule(limit=a.limit, preparation=a.preparation)
+    t0 = time.perf_counter()
+    if a.pool_file and a.pool_file.is_file():
+        pool = Pool.load(a.pool_file)
+    else:
+        with tempfile.TemporaryDirectory(prefix="slide-pool-") as tmp:
+            pool = build_pool(a.model, Path(tmp), a.pool_cells, a.pool_abnormal, a.seed, a.threads)
+        if a.pool_file:
+            pool.save(a.pool_file)
+    pool_s = time.perf_counter() - t0
+    fractions = a.fractions if a.fractions != list(DEFAULT_FRACTIONS) else list(POOL_FRACTIONS)
+    res = measure_pool(pool, rates, dict(card.class_groups), rule, fractions, max(a.slides, 5) if a.slides == 2 else a.slides,
+                       a.sizes, a.seed)
+    res.update({"model": str(a.model), "pool_detections": int(len(pool.truth)), "pool_s": round(pool_s, 1),
+                "rule": {"limit": rule.limit, "preparation": rule.preparation, "needed": rule.adequacy_needed},
+                "sizes": list(a.sizes), "narrowing": narrowing(rates, dict(card.class_groups))})
+    print(render_pool(res))
+    print("What would narrow the interval (expected counts under the card's confusion):\n")
+    print(render_narrowing(res["narrowing"]))
+    if a.json:
+        atomic_write_json(a.json, res)
+        print(f"wrote {a.json}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cytoedge.benchmarks.slide_triage", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,7 +229,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, help="keep the slides and the store here (default: a temporary folder)")
     p.add_argument("--json", type=Path, help="write every figure here")
+    g = p.add_argument_group("--pool: realistic slides drawn from cached device outputs")
+    g.add_argument("--pool", action="store_true", help="draw slides of --sizes cells from a pool (see above)")
+    g.add_argument("--sizes", type=_sizes, default=(2000, 5000), help="cells per drawn slide, MIN,MAX (default 2000,5000)")
+    g.add_argument("--pool-cells", type=int, default=3000, help="normal and benign cells in the pool (default 3000)")
+    g.add_argument("--pool-abnormal", type=int, default=600, help="abnormal cells in the pool (default 600)")
+    g.add_argument("--pool-file", type=Path, help="read the pool from (or, when missing, write it to) this .npz")
+    g.add_argument("--limit", type=float, default=0.005, help="the lab's limit on the corrected fraction (default 0.005)")
+    g.add_argument("--preparation", default="liquid-based",
+                   help="adequacy threshold of the drawn slides (default liquid-based: 2 000 cells)")
     a = p.parse_args(argv)
+    if a.pool:
+        return _pool_main(a)
     if a.slides < 1 or a.cells < 1:
         raise CytoEdgeError("--slides and --cells must be at least 1")
     if a.work is not None and a.work.exists() and any(a.work.iterdir()):

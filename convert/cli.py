@@ -18,7 +18,8 @@ from pathlib import Path
 
 from cytoedge.convert.calibration import DEFAULT_CALIB_IMAGES, MIN_CALIB_IMAGES
 from cytoedge.convert.errors import AccuracyGateError
-from cytoedge.convert.pipeline import ConvertOptions, convert_bundle  # light: heavy imports happen inside convert_bundle
+from cytoedge.convert.pipeline import (DATASET_CELL_REJECTION, FINDER_CELL_REJECTION, VIEWS, ConvertOptions,  # light: heavy
+                                       convert_bundle)  # imports happen inside convert_bundle
 from cytoedge.edge_app.clitools import Parser, run_cli
 from cytoedge.edge_app.configfile import add_config_option, parse_args
 from cytoedge.edge_app.rejection import SCORES
@@ -57,7 +58,12 @@ def get_parser() -> argparse.ArgumentParser:
                         "docs/open-set.md#rejecting-what-is-not-a-cell-and-calibrated-confidence)")
     p.add_argument("--cell-rejection", type=float, default=d.cell_rejection, metavar="SHARE",
                    help="share of validation cells the open-set threshold may reject as unknown "
-                        f"(default {d.cell_rejection:g})")
+                        f"(default {FINDER_CELL_REJECTION:g} with --view finder, {DATASET_CELL_REJECTION:g} with dataset)")
+    p.add_argument("--view", choices=VIEWS, default=d.view,
+                   help="what the open-set score, its threshold, the temperature and the error rates are fitted on: "
+                        "finder = the device's cell finder on the bundle's labelled frames (cluster images with "
+                        ".dat outlines), training groups for the score, validation groups for the rest; dataset = "
+                        f"the split's crops (default {d.view})")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="interpreter threads in validation (default: all cores)")
     p.add_argument("--keep-work", action="store_true", help="keep OUT/work (ONNX sources, onnx2tf output, calibration array)")
     p.add_argument("--sign", type=Path, metavar="KEY",
@@ -104,7 +110,8 @@ def options_from_args(args: argparse.Namespace) -> ConvertOptions:
                           tflite_input=args.tflite_input, fold_normalization=args.fold,
                           dynamic_batch=not args.fixed_batch, max_batch=args.max_batch,
                           fit_images=args.fit_images, threads=args.threads, keep_work=args.keep_work,
-                          open_set_score=args.open_set_score, cell_rejection=args.cell_rejection)
+                          open_set_score=args.open_set_score, cell_rejection=args.cell_rejection,
+                          view=args.view)
 
 
 def _main(argv: Sequence[str] | None) -> int:

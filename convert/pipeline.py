@@ -20,11 +20,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cytoedge.convert.calibration import DEFAULT_CALIB_IMAGES, SPACES, select_calibration, write_calibration, write_sample_file
 from cytoedge.convert.errors import AccuracyGateError, ConvertError, StageError
 from cytoedge.edge_app.atomic import atomic_write_bytes
 from cytoedge.edge_app.card import CARD_FILE, ModelCard, write_card
 from cytoedge.edge_app.formats import FORMATS, get_format
+
+VIEWS = ("finder", "dataset")
+FINDER_CELL_REJECTION, DATASET_CELL_REJECTION = 0.02, 0.05
 
 
 @dataclass
@@ -45,10 +50,21 @@ class ConvertOptions:
     # edge_app.rejection.SCORES; chosen by benchmarks.open_set:
     # docs/open-set.md#rejecting-what-is-not-a-cell-and-calibrated-confidence
     open_set_score: str = "mahalanobis+image"
-    cell_rejection: float = 0.05  # share of validation cells the open-set threshold rejects
+    cell_rejection: float | None = None  # share of validation cells the open-set threshold rejects (None: 0.02 on
+    # finder crops, 0.05 on dataset crops; docs/open-set.md: measured on fields of an unseen seed)
+    view: str = "finder"  # fit the open-set score, its threshold, the temperature and the error rates on "finder"
+    # crops (the device's own finder on the bundle's labelled frames, validation groups only: the device view) or
+    # on the split's "dataset" crops (the releases before; for data without labelled frames)
     threads: int | None = None  # interpreter threads during validation (None: all cores)
     keep_work: bool = False  # keep the work folder (ONNX sources, onnx2tf output, calibration array)
     seed: int = 0  # picks the stratified calibration / fitting subsets
+
+    @property
+    def rejection(self) -> float:
+        """The share of validation cells the open-set threshold rejects (the view's default unless set)."""
+        if self.cell_rejection is not None:
+            return self.cell_rejection
+        return FINDER_CELL_REJECTION if self.view == "finder" else DATASET_CELL_REJECTION
 
     def calib_count(self, available: int) -> int:
         """How many calibration images to use: the number asked for, else the default capped by the split."""
@@ -67,7 +83,9 @@ class ConvertOptions:
 
         if self.open_set_score not in SCORES:
             raise ConvertError(f"--open-set-score {self.open_set_score!r} is not one of {', '.join(SCORES)}")
-        if not 0.0 < self.cell_rejection < 0.5:
+        if self.view not in VIEWS:
+            raise ConvertError(f"--view {self.view!r} is not one of {', '.join(VIEWS)}")
+        if not 0.0 < self.rejection < 0.5:
             raise ConvertError(f"--cell-rejection must be between 0 and 0.5 (a share of cells), got {self.cell_rejection}")
         if self.val_data is not None and not Path(self.val_data).is_dir():
             raise ConvertError(f"--val {self.val_data} is not a folder: pass a SIPaKMeD or ImageFolder tree")
@@ -195,6 +213,8 @@ class _Images:
     val_crops: Any = None  # the crops, as the device prepares them (the "read" stage loads them)
     fit_crops: Any = None
     calib_crops: Any = None
+    view: Any = None  # _DeviceView: the bundle's labelled frames through the finder (None: --view dataset)
+    non_cells: Any = None  # the validation frames' unmatched detections, as the device prepares them
 
 
 def _choose_images(bundle: Any, opts: ConvertOptions) -> _Images:
@@ -206,7 +226,8 @@ def _choose_images(bundle: Any, opts: ConvertOptions) -> _Images:
     val = samples.folder_images(Path(opts.val_data), names) if opts.val_data else samples.split_images(split, "val", k)
     calib_set = select_calibration(train, opts.calib_count(len(train)), k, opts.seed) if opts.int8 else None
     fit = train if opts.fit_images is None else samples.stratified(train, min(opts.fit_images, len(train)), k, opts.seed)
-    return _Images(val, fit, calib_set)
+    view = _device_view(split, opts, names) if opts.view == "finder" else None
+    return _Images(val, fit, calib_set, view=view)
 
 
 def _read(stage: Stages, bundle: Any, images: _Images) -> Any:
@@ -216,7 +237,12 @@ def _read(stage: Stages, bundle: Any, images: _Images) -> Any:
     spec = bundle.preprocessing
     with stage("read") as note:
         net = bundle.load_model()
-        images.val_crops, images.fit_crops = samples.load_crops(images.val, spec), samples.load_crops(images.fit, spec)
+        if images.view is not None:
+            images.val, images.fit, images.val_crops, images.fit_crops, images.non_cells = images.view.sets(spec)
+            note.append(f"device view: validation {images.view.val.summary()}; training {images.view.train.summary()}")
+        else:
+            images.val_crops = samples.load_crops(images.val, spec)
+            images.fit_crops = samples.load_crops(images.fit, spec)
         images.calib_crops = samples.load_crops(images.calib, spec) if images.calib is not None else None
         note.append(f"{len(images.val)} validation images ({images.val.source}), {len(images.fit)} training images "
                     "for the open-set score"
@@ -295,12 +321,16 @@ def _validate(stage: Stages, net: Any, bundle: Any, opts: ConvertOptions, images
     from cytoedge.convert import card_writer as cw
     from cytoedge.convert.runners import OnnxRunner, TorchRunner
     from cytoedge.convert.validate import FitSettings, apply_gate, score
-    from cytoedge.edge_app.crop_features import crop_features
+    from cytoedge.edge_app.crop_features import SMALL, crop_features
 
     spec, k = bundle.preprocessing, bundle.num_classes
     threads = opts.threads or os.cpu_count() or 1
-    fitting = FitSettings(score=opts.open_set_score, cell_rejection=opts.cell_rejection)
-    image = (crop_features(images.val_crops), crop_features(images.fit_crops)) if "image" in fitting.score else None
+    fitting = FitSettings(score=opts.open_set_score, cell_rejection=opts.rejection, image_size=SMALL)
+    image = (crop_features(images.val_crops, SMALL), crop_features(images.fit_crops, SMALL)) \
+        if "image" in fitting.score else None
+    non_cells = images.non_cells
+    non_cell_args = None if non_cells is None or not len(non_cells) else \
+        (non_cells, crop_features(non_cells, SMALL) if image is not None else None)
     batching: dict[str, dict[str, Any]] = {}
 
     def runners() -> Iterator[tuple[str, Any, tuple[Any, Any, int]]]:
@@ -319,7 +349,8 @@ def _validate(stage: Stages, net: Any, bundle: Any, opts: ConvertOptions, images
         for fmt, runner, card_specs in runners():
             scores[fmt] = score(fmt, runner, images.val_crops, images.val.labels, images.fit_crops, images.fit.labels,
                                 k, fitting, reference, class_names=bundle.class_names,
-                                groups=bundle.class_groups or None, image=image)
+                                groups=bundle.class_groups or None, image=image, non_cells=non_cell_args,
+                                view=opts.view)
             specs[fmt] = card_specs
             if reference is None:
                 reference = scores[fmt].logits
@@ -365,8 +396,9 @@ def _validation_record(opts: ConvertOptions, images: _Images, checked: _Checked,
         "data": val.source,
         "n_images": len(val),
         "fit": {"source": fit.source, "images": len(fit), "open_set_score": fitting.score,
-                "cell_rejection": fitting.cell_rejection, "rank": fitting.rank,
-                "threshold_on": val.source, "temperature_on": val.source},
+                "cell_rejection": fitting.cell_rejection, "rank": fitting.rank, "image_size": fitting.image_size,
+                "threshold_on": val.source, "temperature_on": val.source, "error_rates_on": val.source,
+                "view": opts.view, **({"device_view": images.view.record()} if images.view is not None else {})},
         "reliability_plot": plot.name if plot else None,
         "reference": "torch",
         "table": {fmt: s.metrics for fmt, s in checked.scores.items()},
@@ -378,6 +410,70 @@ def _validation_record(opts: ConvertOptions, images: _Images, checked: _Checked,
         "timings_s": dict(times),
         "options": {k_: (str(v) if isinstance(v, Path) else v) for k_, v in asdict(opts).items()},
     }
+
+
+@dataclass
+class _DeviceView:
+    """The bundle's labelled frames through the device's finder (:mod:`train.data.device_view`)."""
+
+    train: Any  # FinderCrops of the training groups' frames: the open-set score's parameters
+    val: Any  # FinderCrops of the validation groups' frames: threshold, temperature, error rates
+    source: str
+
+    def sets(self, spec: Any) -> tuple[Any, Any, Any, Any, Any]:
+        """(val ImageSet, fit ImageSet, val crops, fit crops, the validation frames' non-cell crops), as the model sees them."""
+        from cytoedge.convert.samples import ImageSet
+        from cytoedge.edge_app.preprocess import preprocess
+
+        def prep(crops: list, idx: Any) -> Any:
+            out = np.empty((len(idx), spec.size, spec.size, 3), np.uint8)
+            for n, i in enumerate(idx):
+                out[n] = preprocess(crops[i], spec, channel_order="BGR", normalize=False)
+            return out
+
+        v, t = self.val.matched, self.train.matched
+        val = ImageSet(f"finder crops of the validation frames ({self.source})",
+                       [Path(self.val.groups[i]) for i in v], self.val.label_array[v])
+        fit = ImageSet(f"finder crops of the training frames ({self.source})",
+                       [Path(self.train.groups[i]) for i in t], self.train.label_array[t])
+        return val, fit, prep(self.val.crops, v), prep(self.train.crops, t), prep(self.val.crops, self.val.non_cells)
+
+    def record(self) -> dict[str, Any]:
+        def part(fc: Any) -> dict[str, Any]:
+            return {"frames": fc.frames, "outlined_cells": fc.outlines, "matched": int(len(fc.matched)),
+                    "other_detections": int(len(fc.non_cells))}
+        return {"source": self.source, "match_iou": 0.5, "validation": part(self.val), "training": part(self.train)}
+
+
+def _device_view(split: dict, opts: ConvertOptions, names: list[str]) -> _DeviceView:
+    """The labelled frames of the bundle's data (or ``--val DATA``: all of its frames for validation), group-aware."""
+    from cytoedge.train.data.device_view import cluster_frames, finder_crops, frames_of_groups
+    from cytoedge.train.errors import DataError
+
+    root = Path(split.get("root", ""))
+    hint = "pass --view dataset to fit on the dataset's crops instead"
+    try:
+        frames = cluster_frames(root) if root.is_dir() else []
+        groups = {part: {str(r[2]) for r in split.get(part) or []} for part in ("train", "val")}
+        # a frame whose crops are on both sides (a bundle trained with --no-groups) is validation only
+        train_frames = frames_of_groups(frames, groups["train"] - groups["val"])
+        val_frames = cluster_frames(Path(opts.val_data)) if opts.val_data else frames_of_groups(frames, groups["val"])
+        if not train_frames or not val_frames:
+            which = "training" if not train_frames else "validation"
+            raise ConvertError(f"the device view needs labelled frames (cluster images with NNN_cytNN.dat outlines) of "
+                               f"the {which} groups; {root if which == 'training' or not opts.val_data else opts.val_data}"
+                               f" has none: {hint}")
+        view = _DeviceView(finder_crops(train_frames, names), finder_crops(val_frames, names),
+                           str(opts.val_data or root))
+    except DataError as exc:
+        raise ConvertError(f"device view: {exc}; {hint}") from None
+    for part, fc in (("training", view.train), ("validation", view.val)):
+        counts = np.bincount(fc.label_array[fc.matched], minlength=len(names))
+        if (counts == 0).any():
+            missing = names[int(np.flatnonzero(counts == 0)[0])]
+            raise ConvertError(f"device view: the finder matched no {missing} cell in the {part} frames "
+                               f"({fc.summary()}): {hint}")
+    return view
 
 
 def _normalization(space: str, folded_into: str) -> str:

@@ -39,6 +39,7 @@ class FitSettings:
     score: str = DEFAULT_SCORE
     cell_rejection: float = DEFAULT_CELL_REJECTION  # share of validation cells the threshold rejects
     rank: int = DEFAULT_RANK
+    image_size: int | None = None  # the image statistics were taken on a copy this wide (edge_app.crop_features)
 
 
 @dataclass
@@ -92,11 +93,15 @@ def check_round_trip(fmt: str, open_set: OpenSetScore, logits: np.ndarray, emb: 
 def score(fmt: str, runner: Runner, val_crops: np.ndarray, val_labels: np.ndarray, fit_crops: np.ndarray,
           fit_labels: np.ndarray, num_classes: int, fit: FitSettings, reference: np.ndarray | None,
           class_names: list[str] | None = None, groups: dict[str, str] | None = None,
-          image: tuple[np.ndarray, np.ndarray] | None = None) -> ArtifactScore:
+          image: tuple[np.ndarray, np.ndarray] | None = None,
+          non_cells: tuple[np.ndarray, np.ndarray | None] | None = None, view: str = "dataset") -> ArtifactScore:
     """Run ``runner`` on the validation and fitting crops; ``reference`` is PyTorch's validation logits.
 
     ``image``: the (validation, fitting) crops' :func:`edge_app.crop_features.crop_features`, for
     the open-set kinds that use them (the same for every artifact: they describe the pictures).
+    ``non_cells``: crops the finder cut from the validation frames that match no outline (and their
+    features): the share the score rejects is recorded. The per-class error rates
+    (:func:`error_rates`, what the slide estimate corrects for) are counted on the kept validation crops.
     """
     from sklearn.metrics import f1_score
 
@@ -114,6 +119,7 @@ def score(fmt: str, runner: Runner, val_crops: np.ndarray, val_labels: np.ndarra
                                 rank=fit.rank)
     except ValueError as exc:
         raise StageError("validate", f"{fmt}: cannot fit the open-set score ({exc})") from None
+    open_set.image_size = fit.image_size if open_set.needs_image else None
     unknown = open_set.unknown(logits, emb, val_image)
     check_round_trip(fmt, open_set, logits, emb, val_image, unknown, num_classes)
     calibration = calibrate(logits, val_labels)
@@ -135,8 +141,32 @@ def score(fmt: str, runner: Runner, val_crops: np.ndarray, val_labels: np.ndarra
         "temperature": calibration["temperature"],
         "ece_before": calibration["ece_before"],
         "ece_after": calibration["ece_after"],
+        "error_rates": error_rates(val_labels, pred, unknown, names, view),
     }
+    if non_cells is not None:
+        nc_logits, nc_emb = runner(non_cells[0])
+        nc_unknown = open_set.unknown(nc_logits, nc_emb, non_cells[1])
+        metrics["non_cells"] = {"n": int(len(nc_unknown)), "rejected": float(nc_unknown.mean()),
+                                "kept_as": np.bincount(nc_logits.argmax(1)[~nc_unknown], minlength=num_classes).tolist()}
     return ArtifactScore(fmt, metrics, open_set, calibration, logits)
+
+
+def error_rates(labels: np.ndarray, pred: np.ndarray, unknown: np.ndarray, class_names: list[str],
+                view: str) -> dict[str, Any]:
+    """The confusion counts (true class x predicted class) of the validation crops the device keeps, and the
+    ones it flags unknown per true class: what ``edge_app.estimate`` inverts for the slide's abnormal fraction.
+
+    >>> r = error_rates(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), np.array([False, False, False, True]), ["a", "b"], "finder")
+    >>> r["counts"], r["unknown"]
+    ([[1, 1], [0, 1]], [0, 1])
+    """
+    k = len(class_names)
+    labels, pred, keep = np.asarray(labels), np.asarray(pred), ~np.asarray(unknown, bool)
+    counts = np.zeros((k, k), np.int64)
+    np.add.at(counts, (labels[keep], pred[keep]), 1)
+    return {"on": f"{view} crops of the validation split (rows: true class, columns: predicted; kept crops only)",
+            "classes": list(class_names), "counts": counts.tolist(),
+            "unknown": np.bincount(labels[~keep], minlength=k).tolist()}
 
 
 def apply_gate(scores: dict[str, ArtifactScore], max_drop: float, reference: str = "torch") -> list[str]:

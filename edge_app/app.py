@@ -233,7 +233,9 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
                 settings={"min_confidence": opts.min_confidence, "save_crops": opts.save_crops,
                           "finder": asdict(opts.finder), "rescan": opts.rescan, "board_check": checked,
                           "temperature": clf.temperature,
-                          "open_set": {"score": clf.open_set.score, "threshold": clf.threshold}})
+                          "open_set": {"score": clf.open_set.score, "threshold": clf.threshold},
+                          # the slide estimate corrects the counts with these (card schema 3; None: an older card)
+                          "error_rates": clf.entry.error_rates, "card_schema": clf.card.schema_version})
             display = Display(opts.show, opts.out / "annotated" / slide if opts.save_annotated else None)
             stopper = _Stopper(source)
             stopper.install()
@@ -384,7 +386,7 @@ class _FrameLoop:
         """Store the frame (its crops fsynced first, then one transaction), then say so."""
         summary, f, t = self.summary, w.frame, w.t
         t3 = time.perf_counter()
-        cells = [CellResult(d.box, p.class_name, p.group, p.confidence, p.score, p.unknown)
+        cells = [CellResult(d.box, p.class_name, p.group, p.confidence, p.score, p.unknown, p.p_abnormal)
                  for d, p in zip(w.dets, preds)]
         self.store.add_frame(summary.slide, summary.run_id, name=f.name, size=(w.image.shape[1], w.image.shape[0]),
                              cells=cells, crops=w.crops, timings=t, seq=seq, key=f.key)

@@ -12,6 +12,7 @@ not the float one), and the validation results. ``load_card`` refuses an unknown
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -27,8 +28,15 @@ from cytoedge.edge_app.rejection import OpenSetScore
 
 # 1: centroid distance + threshold per artifact, raw softmax. 2: an open-set score (any of
 # edge_app.rejection.SCORES) + threshold and a calibration temperature per artifact; the
-# device's confidence is the calibrated one.
-SCHEMA_VERSION = 2
+# device's confidence is the calibrated one. 3: the device view: score, threshold and temperature fitted on the
+# finder's crops of the validation frames, and each artifact's per-class error rates (validation.error_rates) for
+# the slide estimate. A version-2 card still loads and runs with its old rule (LEGACY_NOTE, said once).
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)
+LEGACY_NOTE = ("model card schema 2 (edge-convert before the device view): its open-set threshold and temperature "
+               "were fitted on dataset crops, not the finder's, and it has no error rates, so unknown flags follow "
+               "its old fit and slide reports use the count rule instead of the corrected estimate; run edge-convert "
+               "again for both")
 CARD_FILE = "model_card.json"
 
 
@@ -67,6 +75,12 @@ class ArtifactEntry:
     validation: dict[str, Any] = field(default_factory=dict)  # accuracy, macro_f1, agreement, max_logit_error, n
     status: str = "ok"  # "ok" or "rejected" (failed the accuracy gate)
     status_reason: str = ""
+
+    @property
+    def error_rates(self) -> dict[str, Any] | None:
+        """The validation confusion counts on the device view (card schema 3), or None (an older card)."""
+        er = self.validation.get("error_rates")
+        return er if isinstance(er, dict) and er.get("counts") is not None else None
 
     @property
     def temperature(self) -> float:
@@ -122,10 +136,10 @@ class ModelCard:
     @classmethod
     def from_dict(cls, d: dict[str, Any], directory: Path | None = None) -> "ModelCard":
         version = d.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ModelCardError(
-                f"model card schema version {version!r} is not supported (this CytoEdge reads version "
-                f"{SCHEMA_VERSION}): convert the model again with this release's edge-convert")
+                f"model card schema version {version!r} is not supported (this CytoEdge reads versions "
+                f"{' and '.join(map(str, READABLE_VERSIONS))}): convert the model again with this release's edge-convert")
         names = d.get("class_names") if isinstance(d, dict) else None
         if (not isinstance(names, list) or not names or len(set(map(str, names))) != len(names)
                 or not all(isinstance(n, str) and n for n in names)):
@@ -144,6 +158,7 @@ class ModelCard:
                 validation=d.get("validation", {}),
                 tools=d.get("tools", {}),
                 created=d.get("created", ""),
+                schema_version=int(version),
                 directory=directory,
             )
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
@@ -165,6 +180,11 @@ class ModelCard:
             "validation": self.validation,
             "tools": self.tools,
         }
+
+    @property
+    def legacy(self) -> bool:
+        """A card of an older schema: it runs with its old rule (:data:`LEGACY_NOTE`)."""
+        return self.schema_version < SCHEMA_VERSION
 
     # -- artifacts -----------------------------------------------------------
     def artifact(self, fmt: str) -> ArtifactEntry:
@@ -189,6 +209,19 @@ class ModelCard:
                 f"artifact {path} does not match its model card (sha256 {digest[:12]}… != {entry.sha256[:12]}…): "
                 "it was changed or damaged; copy the model folder again or re-run edge-convert")
         return path
+
+
+_LEGACY_SAID: set[str] = set()
+
+
+def say_legacy_once(card: ModelCard, say: Any = None) -> bool:
+    """Log :data:`LEGACY_NOTE` the first time this process meets an older card (per card file); True when said."""
+    key = str(card.directory)
+    if not card.legacy or key in _LEGACY_SAID:
+        return False
+    _LEGACY_SAID.add(key)
+    (say or logging.getLogger("cytoedge.edge_app").warning)("warning: %s: %s", key, LEGACY_NOTE)
+    return True
 
 
 def card_path(model: str | Path) -> Path:

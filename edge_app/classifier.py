@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cytoedge.edge_app.card import ArtifactEntry, ModelCard, TensorSpec, load_card
-from cytoedge.edge_app.classes import UNKNOWN, group_of
+from cytoedge.edge_app.card import ArtifactEntry, ModelCard, TensorSpec, load_card, say_legacy_once
+from cytoedge.edge_app.classes import ABNORMAL, UNKNOWN, group_of
 from cytoedge.edge_app.confidence import softmax
 from cytoedge.edge_app.errors import CytoEdgeError, ModelCardError
 from cytoedge.edge_app.formats import get_format
@@ -48,6 +48,7 @@ class Prediction:
     score: float  # open-set score (the card's kind, e.g. Mahalanobis distance to the nearest class); higher = less cell-like
     unknown: bool
     reason: str = ""  # why unknown: "not like any known class" and/or "low confidence"
+    p_abnormal: float = 0.0  # calibrated probability of the abnormal group (sum over its classes): the gallery's order
 
 
 def choose_format(card: ModelCard, fmt: str | None = None, *, allow_rejected: bool = False) -> str:
@@ -84,6 +85,7 @@ class Classifier:
         # probe: load and invoke the file once in a child process first (edge_app.modelcheck)
         self.card = load_trusted_card(model, trust) if trust else load_card(model)
         self.format = choose_format(self.card, fmt, allow_rejected=allow_rejected)
+        say_legacy_once(self.card)  # an older card runs with its old rule: said once per process
         self.entry: ArtifactEntry = self.card.artifact(self.format)
         self.path = self.card.verify_artifact(self.format)
         self.min_confidence = min_confidence
@@ -108,6 +110,7 @@ class Classifier:
         self.temperature = self.entry.temperature
         self.invocations = 0
         self._stage: np.ndarray | None = None  # uint8 crops resized, before the input pass
+        self._want_features, self._features = False, []  # classify: the open-set score's picture statistics
 
     # -- checks against the card -----------------------------------------------------------------
     def _fail(self, what: str) -> ModelCardError:
@@ -183,9 +186,12 @@ class Classifier:
             del buf
 
     def _run(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """One invocation over ``len(crops)`` crops (BGR uint8 images of any size)."""
+        """One invocation over ``len(crops)`` crops (BGR uint8 images of any size). With an open-set score that
+        reads pixels, their statistics are taken from the staged crops on the way (:attr:`_features`)."""
         self._resize(len(crops))
         self.write_input(crops)
+        if self._want_features:  # the staged crops are the model's pixels in BGR: the statistics ignore the order
+            self._features.append(crop_features(self._stage[:len(crops)], self.open_set.image_size))
         return self._invoke(len(crops))
 
     def _invoke(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -231,15 +237,19 @@ class Classifier:
 
     def classify(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         """One :class:`Prediction` per crop (BGR uint8 images of any size), in order."""
-        logits, embs = self.raw_outputs(crops)  # the crops written straight into the input (= pixels + quantize)
-        features = None
-        if self.open_set.needs_image and len(crops):  # the score reads the crops' pixels as well, as uint8 (the
-            features = crop_features(self.pixels(crops).astype(np.uint8))  # values are whole: crop_features' fast path
+        self._want_features, self._features = self.open_set.needs_image, []
+        try:
+            logits, embs = self.raw_outputs(crops)  # the crops written straight into the input (= pixels + quantize)
+        finally:
+            self._want_features = False
+        features = np.concatenate(self._features) if self._features else None
         if not len(logits):
             return []
         probs = softmax(logits, self.temperature)
         top = probs.argmax(axis=1)
         scores = self.open_set(logits, embs, features)
+        abnormal = [i for i, c in enumerate(self.class_names) if group_of(c, self.groups) == ABNORMAL]
+        p_ab = probs[:, abnormal].sum(axis=1)
         preds = []
         for i, k in enumerate(top):
             conf, sc = float(probs[i, k]), float(scores[i])
@@ -248,5 +258,6 @@ class Classifier:
             name = self.class_names[k]
             preds.append(Prediction(
                 int(k), name, UNKNOWN if (far or low) else group_of(name, self.groups), conf, sc, far or low,
-                "; ".join(r for r, on in (("not like any known class", far), ("low confidence", low)) if on)))
+                "; ".join(r for r, on in (("not like any known class", far), ("low confidence", low)) if on),
+                float(p_ab[i])))
         return preds

@@ -45,7 +45,7 @@ def _positive_float(text: str) -> float:
 
 def _percent(share: float) -> str:
     """``0.02`` -> ``2%%`` (escaped for argparse's help formatting)."""
-    return f"{share:.0%}".replace("%", "%%")
+    return f"{100 * share:g}%".replace("%", "%%")
 
 
 def _pixels(text: str) -> int:
@@ -139,6 +139,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def get_report_parser() -> argparse.ArgumentParser:
+    from cytoedge.edge_app.adequacy import PREPARATIONS
     from cytoedge.edge_app.report import REPORT_FORMATS, TriageRule
 
     r = TriageRule()
@@ -161,7 +162,18 @@ def get_report_parser() -> argparse.ArgumentParser:
                    help="refer when more than this share is unclassifiable: a fraction or a percentage "
                         f"(default: {_percent(r.unknown_fraction)})")
     p.add_argument("--min-cells", type=int, default=r.min_cells,
-                   help="fewer cells than this: insufficient (default: %(default)s)")
+                   help="count rule (older model cards): fewer cells than this: insufficient (default: %(default)s)")
+    p.add_argument("--limit", type=fraction_arg, default=r.limit, metavar="SHARE",
+                   help="the lab's limit on the corrected abnormal fraction: refer when its 95 %% interval lies above, "
+                        "no further review only when below and the slide is adequate; a fraction or a percentage "
+                        f"(default: {_percent(r.limit)})")
+    p.add_argument("--preparation", choices=tuple(PREPARATIONS), default=r.preparation,
+                   help="adequacy: classifiable squamous cells a slide needs, 5 000 conventional or 2 000 "
+                        "liquid-based (default: %(default)s)")
+    p.add_argument("--adequacy-cells", type=int, default=None, metavar="N",
+                   help="the lab's own adequacy figure instead of the preparation's")
+    p.add_argument("--gallery", type=int, default=r.gallery, metavar="K",
+                   help="the review list leads with the K cells most likely abnormal (default: %(default)s)")
     p.add_argument("--review-limit", type=int, default=100, help="crops listed for review (default: %(default)s)")
     return p
 
@@ -298,7 +310,8 @@ def _config_rule(config: str | None) -> "TriageRule":
 def _triage_rule(a: argparse.Namespace) -> "TriageRule":
     from cytoedge.edge_app.report import TriageRule
 
-    return TriageRule(a.refer_abnormal_cells, a.refer_abnormal_fraction, a.refer_unknown_fraction, a.min_cells)
+    return TriageRule(a.refer_abnormal_cells, a.refer_abnormal_fraction, a.refer_unknown_fraction, a.min_cells,
+                      limit=a.limit, preparation=a.preparation, adequacy_cells=a.adequacy_cells, gallery=a.gallery)
 
 
 def _run_with_web(a: argparse.Namespace, opts: "AppOptions") -> int:

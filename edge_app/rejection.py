@@ -159,6 +159,7 @@ class OpenSetScore:
     scales: dict[str, float] = field(default_factory=dict)  # per part, mahalanobis+image
     cell_rejection: float = DEFAULT_CELL_REJECTION
     fitted: dict[str, Any] = field(default_factory=dict)  # what it was fitted on (counts, rank)
+    image_size: int | None = None  # the image statistics' copy of the crop (crop_features' size; None: as given)
 
     @property
     def needs_image(self) -> bool:
@@ -207,6 +208,8 @@ class OpenSetScore:
                 d[name] = part.to_dict()
                 if name == "image":
                     d[name]["features"] = list(FEATURES)
+                    if self.image_size is not None:
+                        d[name]["size"] = int(self.image_size)
         if self.scales:
             d["scales"] = {k: float(v) for k, v in self.scales.items()}
         return d
@@ -232,6 +235,10 @@ class OpenSetScore:
                 raise ValueError(f"open_set.image.features {img.get('features')} are not this release's "
                                  f"({', '.join(FEATURES)})")
             s.image = TiedGaussian.from_dict(img, len(FEATURES), num_classes, "open_set.image")
+            if img.get("size") is not None:
+                s.image_size = int(img["size"])
+                if not 8 <= s.image_size <= 4096:
+                    raise ValueError(f"open_set.image.size {s.image_size} is not a crop size in pixels")
         if kind == "mahalanobis+image":
             s.scales = {k: float(v) for k, v in (d.get("scales") or {}).items()}
             if set(s.scales) != set(PARTS) or not all(v > 0 and np.isfinite(v) for v in s.scales.values()):

@@ -1,13 +1,29 @@
-"""The slide report: counts per class and clinical group, a triage flag, the crops to review.
+"""The slide report: the corrected abnormal fraction with its interval, a verdict, adequacy, the cells to review.
 
-``edge-app report --slide ID`` renders :func:`build_report` as Markdown, JSON or CSV.
-Every format says that this is a screening aid, not a diagnosis.
+``edge-app report --slide ID`` renders :func:`build_report` as Markdown, JSON or CSV (the
+web view's /slides/ID shows the same). Every format says that this is a screening aid,
+not a diagnosis.
 
-The triage rule (:class:`TriageRule`, every limit a CLI option) refers a slide for
-review when it holds at least ``min_abnormal_cells`` abnormal cells or their share
-reaches ``abnormal_fraction``; a slide with fewer than ``min_cells`` cells is
-"insufficient" (scan more fields); one where more than ``unknown_fraction`` of the
-cells could not be classified is referred too (focus, stain or debris problem).
+The verdict (:func:`slide_verdict`). With a model card that carries its error rates on
+finder crops (schema 3), the slide's abnormal fraction is estimated by adjusted
+classify-and-count with a 95 % interval (:mod:`edge_app.estimate`), and against the
+lab's limit (``TriageRule.limit``):
+
+* **refer** when the whole interval lies above the limit;
+* **no further review** only when it lies below the limit, the slide is adequate
+  (:mod:`edge_app.adequacy`: classifiable squamous cells against 5 000 conventional /
+  2 000 liquid-based / the lab's own figure) and no more than ``unknown_fraction`` of
+  its detections could not be classified;
+* **review** otherwise.
+
+With an older card (no error rates) the count rule of the releases before stays: refer
+when at least ``min_abnormal_cells`` cells or ``abnormal_fraction`` of them are called
+abnormal, or more than ``unknown_fraction`` could not be classified; "insufficient"
+under ``min_cells``. The raw counts are shown beside the estimate in every case.
+
+The cells to review lead with the ``gallery`` cells most likely abnormal (highest
+calibrated abnormal probability among cells not rejected), then the doubtful and
+unknown ones.
 """
 
 from __future__ import annotations
@@ -17,6 +33,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cytoedge.edge_app.adequacy import DEFAULT_PREPARATION, Adequacy, adequacy_threshold
 from cytoedge.edge_app.classes import ABNORMAL, GROUPS, UNKNOWN
 from cytoedge.edge_app.csvsafe import SafeWriter
 from cytoedge.edge_app.errors import CytoEdgeError
@@ -24,7 +41,9 @@ from cytoedge.edge_app.store import SlideCounts, Store, now_iso
 
 DISCLAIMER = ("Screening aid, not a diagnosis: these figures come from an automatic classifier and must be "
               "confirmed by a qualified cytotechnologist or pathologist before any clinical decision.")
-REFER, NO_REFERRAL, INSUFFICIENT = "refer for review", "no referral by this rule", "insufficient cells"
+REFER, NO_REFERRAL, INSUFFICIENT = "refer for review", "no referral by this rule", "insufficient cells"  # count rule
+REFER_EST, REVIEW, NO_FURTHER_REVIEW = "refer", "review", "no further review"  # the estimate's verdicts
+REFERRING = (REFER, REFER_EST)
 REPORT_FORMATS = ("md", "json", "csv")
 UNKNOWN_NOTE = ("Unknown: cells unlike every class the model knows (open-set score over the model card's threshold), "
                 "or below the confidence limit. Confidences are calibrated (temperature scaling): among cells shown "
@@ -37,8 +56,21 @@ class TriageRule:
     abnormal_fraction: float = 0.02  # ... or at least this share of all cells
     unknown_fraction: float = 0.25  # refer when more than this share could not be classified
     min_cells: int = 50  # fewer cells than this: insufficient, scan more fields
+    limit: float = 0.005  # the lab's limit on the corrected abnormal fraction (the estimate's verdict)
+    preparation: str = DEFAULT_PREPARATION  # adequacy: conventional (5 000 cells) or liquid-based (2 000)
+    adequacy_cells: int | None = None  # the lab's own adequacy figure instead of the preparation's
+    gallery: int = 30  # cells most likely abnormal shown first
+
+    @property
+    def adequacy_needed(self) -> int:
+        return adequacy_threshold(self.preparation, self.adequacy_cells)
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.limit < 1.0:
+            raise CytoEdgeError(f"triage rule: the abnormal-fraction limit must be a share in (0, 1), got {self.limit:g}")
+        if self.gallery < 0:
+            raise CytoEdgeError(f"triage rule: the gallery size must be >= 0, got {self.gallery}")
+        self.adequacy_needed  # an unknown preparation or a figure < 1 is an error here, not at report time
         if self.min_abnormal_cells < 1 or self.min_cells < 0:
             raise CytoEdgeError("triage rule: --refer-abnormal-cells must be >= 1 and --min-cells >= 0")
         for name in ("abnormal_fraction", "unknown_fraction"):
@@ -102,13 +134,75 @@ def triage(counts: SlideCounts, rule: TriageRule) -> tuple[str, list[str]]:
     return NO_REFERRAL, [f"{ab} abnormal cells ({format_share(ab / n)}) of {n}, below the rule's limits"]
 
 
+def error_rates_of(counts: SlideCounts) -> tuple[dict[str, Any] | None, str]:
+    """The error rates the slide's latest run recorded (card schema 3), and a note when runs disagree."""
+    recorded = [(r.get("model_sha256"), (r.get("settings") or {}).get("error_rates")) for r in counts.runs]
+    with_rates = [(sha, er) for sha, er in recorded if er]
+    if not with_rates:
+        return None, ""
+    models = {sha for sha, _ in recorded}
+    note = "" if len(models) == 1 else (f"the slide was recorded by {len(models)} models; the estimate uses the error "
+                                        "rates of the latest")
+    return with_rates[-1][1], note
+
+
+def slide_verdict(counts: SlideCounts, rule: TriageRule) -> dict[str, Any]:
+    """The verdict, its reasons, the estimate (or None: an older card, the count rule) and adequacy."""
+    from cytoedge.edge_app.estimate import ErrorRates, estimate
+
+    n, unk = counts.cells, counts.per_group.get(UNKNOWN, 0)
+    classified = n - unk
+    adequacy = Adequacy(classified, rule.adequacy_needed)
+    ad = {"classifiable_cells": classified, "needed": adequacy.threshold, "adequate": adequacy.adequate,
+          "text": adequacy.text(), "preparation": rule.preparation if rule.adequacy_cells is None else "lab's own figure",
+          "unclassified_detections": unk, "unclassified_share": round(unk / n, 4) if n else 0.0}
+    rates, note = error_rates_of(counts)
+    if rates is None:
+        verdict, reasons = triage(counts, rule)
+        return {"verdict": verdict, "refer": verdict in REFERRING, "reasons": reasons, "estimate": None,
+                "basis": "count rule: the model card carries no error rates (an older card); convert the model "
+                         "again for the corrected estimate", "adequacy": ad}
+    er = ErrorRates.from_card(rates, counts.class_groups)
+    called = [counts.per_group.get(g, 0) for g in er.groups]
+    est = estimate(called, er)
+    span = f"{est.fraction:.2%} (95 % interval {est.low:.2%} to {est.high:.2%})"
+    reasons = []
+    if est.low > rule.limit:
+        verdict = REFER_EST
+        reasons.append(f"estimated abnormal fraction {span} lies above the limit {rule.limit:.2%}")
+    else:
+        verdict = REVIEW
+        if est.high >= rule.limit:
+            reasons.append(f"estimated abnormal fraction {span} reaches the limit {rule.limit:.2%}")
+        else:
+            problems = []
+            if not adequacy.adequate:
+                problems.append(adequacy.text())
+            if n and unk / n > rule.unknown_fraction:
+                problems.append(f"{unk / n:.1%} of detections could not be classified (more than "
+                                f"{rule.unknown_fraction:.0%}): check focus, stain and debris")
+            if problems:
+                reasons.append(f"estimated abnormal fraction {span} lies below the limit {rule.limit:.2%}, but "
+                               + "; ".join(problems))
+            else:
+                verdict = NO_FURTHER_REVIEW
+                reasons.append(f"estimated abnormal fraction {span} lies below the limit {rule.limit:.2%}; "
+                               f"{adequacy.text()}")
+    if note:
+        reasons.append(note)
+    return {"verdict": verdict, "refer": verdict == REFER_EST, "reasons": reasons, "estimate": est.to_dict(),
+            "basis": "estimate: adjusted classify-and-count on the validation error rates of finder crops",
+            "adequacy": ad}
+
+
 def build_report(store: Store, slide_id: str, rule: TriageRule | None = None, review_limit: int = 100) -> dict[str, Any]:
     """Everything the report says, as plain data (the JSON format is exactly this)."""
     rule = rule or TriageRule()
     counts = store.slide_counts(slide_id)
-    verdict, reasons = triage(counts, rule)
+    v = slide_verdict(counts, rule)
     recognised = sum(counts.per_class.values())
-    review = store.cells_to_review(slide_id)
+    gallery = {c.id for c in store.most_suspicious(slide_id, rule.gallery)} if rule.gallery else set()
+    review = store.suspicion_order(slide_id, rule.gallery) if rule.gallery else store.cells_to_review(slide_id)
     return {
         "slide": slide_id,
         "disclaimer": DISCLAIMER,
@@ -123,9 +217,15 @@ def build_report(store: Store, slide_id: str, rule: TriageRule | None = None, re
         "per_group": {g: counts.per_group.get(g, 0) for g in GROUPS},
         "abnormal_fraction": round(counts.abnormal_fraction, 4),
         "abnormal_fraction_text": format_share(counts.abnormal_fraction),
-        "triage": {"verdict": verdict, "refer": verdict == REFER, "reasons": reasons, "rule": asdict(rule)},
+        "estimate": v["estimate"],
+        "adequacy": v["adequacy"],
+        "triage": {"verdict": v["verdict"], "refer": v["refer"], "reasons": v["reasons"], "basis": v["basis"],
+                   "rule": asdict(rule)},
         "review_total": len(review),
+        "gallery_total": len(gallery),
         "review": [{"cell": r.id, "frame": r.frame_seq, "frame_name": r.frame_name, "class": r.class_name,
+                    "why": "most suspicious" if r.id in gallery else "doubtful",
+                    "p_abnormal": None if r.p_abnormal is None else round(r.p_abnormal, 4),
                     "group": r.group, "confidence": round(r.confidence, 4),
                     "score": None if r.distance is None else round(r.distance, 4), "box": list(r.box),
                     "crop": str(store.folder / r.crop_path) if r.crop_path else None}
@@ -140,18 +240,31 @@ def render_markdown(rep: dict[str, Any]) -> str:
     pct = (lambda k: format_share(k / n)) if n else (lambda k: "-")
     lines = [f"# Slide {rep['slide']}", "", f"> **{rep['disclaimer']}**", "",
              f"**Triage: {rep['triage']['verdict']}** - " + "; ".join(rep["triage"]["reasons"]), "",
-             f"{rep['frames']} frames, {n} cells, abnormal fraction {rep['abnormal_fraction_text'] if n else '-'}. "
+             f"Basis: {rep['triage']['basis']}.", ""]
+    est = rep.get("estimate")
+    if est:
+        lines += [f"**Estimated abnormal fraction: {est['abnormal_fraction']:.2%}** (95 % interval {est['low']:.2%} "
+                  f"to {est['high']:.2%}; limit {rep['triage']['rule']['limit']:.2%}), corrected for the model's error "
+                  f"rates measured on {est['validation_cells']} validation cells; raw: "
+                  f"{est['raw_fraction']:.2%} of {est['classified_cells']} classified cells called abnormal.", ""]
+    ad = rep.get("adequacy")
+    if ad:
+        lines += [f"Adequacy: {ad['text']}; {ad['unclassified_share']:.1%} of detections ({ad['unclassified_detections']}) "
+                  "could not be classified (obscured, debris, not a cell).", ""]
+    lines += [f"{rep['frames']} frames, {n} cells, raw abnormal fraction {pct(rep['per_group'].get(ABNORMAL, 0))}. "
              f"Report generated {rep['generated']}.", "",
              "| clinical group | cells | share |", "| --- | ---: | ---: |"]
     lines += [f"| {g} | {k} | {pct(k)} |" for g, k in rep["per_group"].items()]
     lines += ["", "| class | group | cells |", "| --- | --- | ---: |"]
     lines += [f"| {r['class']} | {r['group']} | {r['count']} |" for r in rep["per_class"]]
     lines += ["", UNKNOWN_NOTE, ""]
-    lines += [f"## Crops to review ({rep['review_total']}, most doubtful first)", ""]
+    lines += [f"## Crops to review ({rep['review_total']}: the {rep.get('gallery_total', 0)} most suspicious first, "
+              "then the most doubtful)", ""]
     if rep["review"]:
-        lines += ["| cell | frame | class | group | confidence (calibrated) | crop |",
-                  "| ---: | --- | --- | --- | ---: | --- |"]
-        lines += [f"| {r['cell']} | {r['frame_name']} | {r['class']} | {r['group']} | {r['confidence']:.2f} | "
+        lines += ["| cell | why | frame | class | group | P(abnormal) | confidence (calibrated) | crop |",
+                  "| ---: | --- | --- | --- | --- | ---: | ---: | --- |"]
+        lines += [f"| {r['cell']} | {r.get('why', '')} | {r['frame_name']} | {r['class']} | {r['group']} | "
+                  f"{'-' if r.get('p_abnormal') is None else format(r['p_abnormal'], '.2f')} | {r['confidence']:.2f} | "
                   f"{r['crop'] or '(not saved)'} |" for r in rep["review"]]
         if rep["review_total"] > len(rep["review"]):
             lines.append(f"\n... and {rep['review_total'] - len(rep['review'])} more "
@@ -179,6 +292,17 @@ def render_csv(rep: dict[str, Any]) -> str:
         w.writerow([s, "group", g, g, k, round(k / rep["cells"], 4) if rep["cells"] else 0.0, ""])
     w.writerow([s, "triage", rep["triage"]["verdict"], "", "", rep["abnormal_fraction"],
                 "; ".join(rep["triage"]["reasons"])])
+    est = rep.get("estimate")
+    if est:
+        for name in ("abnormal_fraction", "low", "high", "raw_fraction"):
+            w.writerow([s, "estimate", name, ABNORMAL, est["classified_cells"] if name == "raw_fraction" else "",
+                        est[name], f"95 % interval; limit {rep['triage']['rule']['limit']}" if name in ("low", "high")
+                        else ""])
+    ad = rep.get("adequacy")
+    if ad:
+        w.writerow([s, "adequacy", "adequate" if ad["adequate"] else "unsatisfactory", "", ad["classifiable_cells"],
+                    "", ad["text"]])
+        w.writerow([s, "adequacy", "unclassified", UNKNOWN, ad["unclassified_detections"], ad["unclassified_share"], ""])
     for r in rep["review"]:
         w.writerow([s, "review", r["class"], r["group"], "", r["confidence"], r["crop"] or ""])
     return buf.getvalue()

@@ -41,7 +41,8 @@ from cytoedge.edge_app.errors import CytoEdgeError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 1: slides, runs, frames, cells; 2: + reviews (the web view's review queue); 3: + frames.frame_key
+SCHEMA_VERSION = 4  # 1: slides, runs, frames, cells; 2: + reviews (the web view's review queue); 3: + frames.frame_key;
+# 4: + cells.p_abnormal (the calibrated abnormal probability: the gallery's suspicion order)
 DB_FILE = "cytoedge.sqlite"
 CROPS_DIR = "crops"
 CROP_POLICIES = ("none", "abnormal", "review", "all")  # review = abnormal + unknown
@@ -118,6 +119,10 @@ SCHEMA_V3 = """
 ALTER TABLE frames ADD COLUMN frame_key TEXT;
 CREATE UNIQUE INDEX IF NOT EXISTS frames_by_key ON frames (slide_id, frame_key) WHERE frame_key IS NOT NULL;
 """
+# version 4: each cell's calibrated probability of the abnormal group (sum over its classes); NULL before version 4.
+SCHEMA_V4 = """
+ALTER TABLE cells ADD COLUMN p_abnormal REAL;
+"""
 
 
 def is_damage(exc: sqlite3.Error) -> bool:
@@ -174,6 +179,7 @@ class CellResult:
     confidence: float
     distance: float | None
     unknown: bool
+    p_abnormal: float | None = None  # calibrated probability of the abnormal group (the gallery's order)
 
 
 @dataclass
@@ -206,6 +212,7 @@ class CellRecord:
     distance: float | None
     unknown: bool
     crop_path: str | None
+    p_abnormal: float | None = None
 
 
 class Store:
@@ -250,9 +257,10 @@ class Store:
                              f"({SCHEMA_VERSION}): upgrade CytoEdge or use another --out")
         if version == SCHEMA_VERSION:
             return
+        steps = (SCHEMA + SCHEMA_V3 if version < 3 else "") + SCHEMA_V4
         try:
             self.conn.executescript(
-                "BEGIN IMMEDIATE;" + SCHEMA + SCHEMA_V3
+                "BEGIN IMMEDIATE;" + steps
                 + f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION}, '{now_iso()}');"
                 + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         except sqlite3.DatabaseError:
@@ -377,10 +385,11 @@ class Store:
         frame_id = int(cur.lastrowid)
         self.conn.executemany(
             "INSERT INTO cells (frame_id, slide_id, idx, x, y, w, h, class_name, grp, confidence, distance, "
-            "unknown, crop_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "unknown, crop_path, p_abnormal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(frame_id, slide_id, i, *map(int, c.box), c.class_name, c.group, float(c.confidence),
               None if c.distance is None or not np.isfinite(c.distance) else float(c.distance),
-              int(c.unknown), paths[i]) for i, c in enumerate(cells)])
+              int(c.unknown), paths[i], None if c.p_abnormal is None else float(c.p_abnormal))
+             for i, c in enumerate(cells)])
         return frame_id
 
     @db_errors
@@ -487,10 +496,11 @@ class Store:
                 per_class[r[0]] = per_class.get(r[0], 0) + r[3]
         frames = self.conn.execute("SELECT COUNT(*) FROM frames WHERE slide_id = ?", (slide_id,)).fetchone()[0]
         runs = [dict(r) for r in self.conn.execute(
-            "SELECT id, started, ended, source, model, model_sha256, format, board, threads, summary "
+            "SELECT id, started, ended, source, model, model_sha256, format, board, threads, summary, settings "
             "FROM runs WHERE slide_id = ? ORDER BY id", (slide_id,))]
         for r in runs:
             r["summary"] = json.loads(r["summary"]) if r["summary"] else None
+            r["settings"] = json.loads(r["settings"]) if r["settings"] else {}
         return SlideCounts(slide_id, row["created"], names, json.loads(row["class_groups"]), int(frames),
                            sum(per_group.values()), per_class, per_group, runs)
 
@@ -509,6 +519,21 @@ class Store:
             sql += " LIMIT ?"
             args.append(int(limit))
         return [self._record(r) for r in self.conn.execute(sql, args)]
+
+    @db_errors
+    def most_suspicious(self, slide_id: str, k: int) -> list[CellRecord]:
+        """The ``k`` cells not rejected with the highest calibrated abnormal probability (the gallery), highest first."""
+        sql = ("SELECT c.*, f.seq AS frame_seq, f.name AS frame_name FROM cells c JOIN frames f ON f.id = c.frame_id "
+               "WHERE c.slide_id = ? AND c.unknown = 0 AND c.p_abnormal IS NOT NULL "
+               "ORDER BY c.p_abnormal DESC, c.id ASC LIMIT ?")
+        return [self._record(r) for r in self.conn.execute(sql, (slide_id, int(k)))]
+
+    def suspicion_order(self, slide_id: str, k: int) -> list[CellRecord]:
+        """What a reviewer looks at first: the ``k`` most suspicious cells, then the doubtful and unknown ones
+        (:meth:`cells_to_review`'s order), each cell once."""
+        top = self.most_suspicious(slide_id, k)
+        seen = {c.id for c in top}
+        return top + [c for c in self.cells_to_review(slide_id) if c.id not in seen]
 
     @db_errors
     def cell(self, cell_id: int) -> CellRecord | None:
@@ -533,7 +558,8 @@ class Store:
     def _record(r: sqlite3.Row) -> CellRecord:
         return CellRecord(int(r["id"]), r["slide_id"], int(r["frame_seq"]), r["frame_name"],
                           (r["x"], r["y"], r["w"], r["h"]), r["class_name"], r["grp"], float(r["confidence"]),
-                          r["distance"], bool(r["unknown"]), r["crop_path"])
+                          r["distance"], bool(r["unknown"]), r["crop_path"],
+                          r["p_abnormal"] if "p_abnormal" in r.keys() else None)
 
     @db_errors
     def integrity_check(self) -> str:

@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 from cytoedge.edge_app.classes import GROUPS
 from cytoedge.edge_app.errors import CytoEdgeError, StoreError
-from cytoedge.edge_app.report import REPORT_FORMATS, TriageRule, build_report, format_share, render, triage
+from cytoedge.edge_app.report import REPORT_FORMATS, TriageRule, build_report, format_share, render, slide_verdict
 from cytoedge.edge_app.store import DB_FILE, Store, check_slide_id
 from cytoedge.edge_app.web.live import LiveState
 from cytoedge.edge_app.web.reviews import (NOT_A_CELL, ReviewError, add_review, allowed_labels, cell_id_of, export_zip,
@@ -180,11 +180,11 @@ def create_app(cfg: WebConfig) -> Flask:
     def slide_rows(store: Store | None) -> list[dict[str, Any]]:
         rows = []
         for c in store.list_slides() if store is not None else []:
-            verdict, reasons = triage(c, cfg.rule)
+            v = slide_verdict(c, cfg.rule)
             rows.append({"slide": c.slide_id, "created": c.created, "frames": c.frames, "cells": c.cells,
                          "per_group": c.per_group, "abnormal_fraction": round(c.abnormal_fraction, 4),
                          "abnormal_fraction_text": format_share(c.abnormal_fraction),
-                         "triage": verdict, "refer": verdict.startswith("refer"), "reasons": reasons})
+                         "estimate": v["estimate"], "triage": v["verdict"], "refer": v["refer"], "reasons": v["reasons"]})
         return rows
 
     @app.get("/slides")

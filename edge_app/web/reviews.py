@@ -5,10 +5,12 @@ A review is its own row in the store's ``reviews`` table (schema version 2): who
 label and an optional note. The model's output in ``cells`` is never changed; a
 cell may be reviewed again, and the latest review of a cell is the one that counts.
 
-The queue holds the saved crops of abnormal and unknown cells, most doubtful
-first: unknown (rejected) cells first, then by *doubt* = 1 - the model's
-top-class confidence (the store's :meth:`~edge_app.store.Store.cells_to_review`
-order).
+The queue holds the saved crops of abnormal and unknown cells. For one slide it
+leads with the suspicion order (:meth:`~edge_app.store.Store.suspicion_order`): the
+:data:`SUSPICIOUS` cells most likely abnormal (highest calibrated abnormal probability
+among cells not rejected), then the most doubtful: unknown (rejected) cells first,
+then by *doubt* = 1 - the model's top-class confidence (the store's
+:meth:`~edge_app.store.Store.cells_to_review` order, also the order over all slides).
 
 :func:`export_imagefolder` writes ``DIR/<class>/<frame>_<cell>.png`` (one folder
 per class name, which ``edge-train --data DIR`` reads; crops of one frame share a
@@ -189,11 +191,16 @@ def latest_reviews(store: Store, slide_id: str | None = None) -> dict[int, Revie
     return latest
 
 
+SUSPICIOUS = 30  # the queue of a slide leads with this many cells most likely abnormal (the report's gallery)
+
+
 def review_queue(store: Store, slide_id: str | None = None, *, include_reviewed: bool = False,
                  limit: int = 50, offset: int = 0) -> tuple[list[QueueItem], int]:
-    """(one page of the queue, how many items the whole queue holds): cells with a saved crop, most doubtful first."""
+    """(one page of the queue, how many items the whole queue holds): cells with a saved crop, for one slide the
+    most suspicious first, then the most doubtful."""
     done = latest_reviews(store, slide_id)
-    items = [QueueItem(c, done.get(c.id)) for c in store.cells_to_review(slide_id)
+    cells = store.suspicion_order(slide_id, SUSPICIOUS) if slide_id else store.cells_to_review(None)
+    items = [QueueItem(c, done.get(c.id)) for c in cells
              if c.crop_path and (include_reviewed or c.id not in done)]
     return items[offset:offset + limit], len(items)
 

@@ -41,9 +41,11 @@ def test_open_set_benchmark_measures_every_candidate_and_the_cards_score(bench_m
         assert 0.0 <= c["auroc"] <= 1.0
         assert c["heldout_cells_rejected_at_heldout"] <= 0.05 + 1e-9  # the threshold's definition
         assert set(c["rejected_at_heldout"]) == set(r["kinds"])
-    # refitting the card's own kind (rank 32) on the bundle's split reproduces the card's threshold
+    # the benchmark refits every candidate on the bundle's dataset crops; the card's own threshold was fitted on the
+    # finder's crops of the validation frames (the device view, card schema 3), so the two need not agree
     assert r["candidates"]["card"]["score"] == "mahalanobis+image"
-    assert r["candidates"]["mahalanobis+image-r32"]["threshold_deployed"] == pytest.approx(card["threshold"], rel=0.02)
+    fit = json.loads((bench_model / "model_card.json").read_text())["validation"]["fit"]
+    assert fit["view"] == "finder" and fit["cell_rejection"] == card["cell_rejection"] == 0.02
     h = r["heldout"]
     assert h["n"] == 30 and 0 <= h["ece_calibrated"] <= 1 and h["temperature"] == pytest.approx(
         json.loads((bench_model / "model_card.json").read_text())["artifacts"]["tflite-int8"]["calibration"]["temperature"])
@@ -73,8 +75,7 @@ def test_slide_triage_runs_edge_app_and_its_report_on_known_slides(bench_model, 
     truth = json.loads((tmp_path / "work" / "slides" / pos["slide"] / "truth.json").read_text())
     assert sum(len(f["cells"]) for f in truth["fields"]) == 30
     for row in (neg, pos):
-        assert row["found_cells"] > 0 and row["verdict"] in ("refer for review", "no referral by this rule",
-                                                               "insufficient cells")
+        assert row["found_cells"] > 0 and row["verdict"] in ("refer", "review", "no further review")  # the estimate's
         counted = {c: row["true_counts"][c] + row["count_error"][c] for c in SIPAKMED_CLASSES}
         assert sum(counted.values()) + row["reported_unknown"] == row["found_cells"]  # unknown cells are not counted
     s = res["summary"]

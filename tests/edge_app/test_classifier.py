@@ -55,7 +55,7 @@ def test_confidence_is_calibrated_and_the_score_is_the_cards(device_model, crops
     assert not np.allclose([p.confidence for p in preds], softmax(logits).max(1))  # not the raw softmax
     from cytoedge.edge_app.crop_features import crop_features
 
-    scores = entry.open_set(logits, emb, crop_features(clf.pixels(crops)))
+    scores = entry.open_set(logits, emb, crop_features(clf.pixels(crops), entry.open_set.image_size))  # card 3: 64 px
     np.testing.assert_allclose([p.score for p in preds], scores, rtol=1e-6)
     assert [p.unknown for p in preds] == (scores > entry.open_set.threshold).tolist()
 

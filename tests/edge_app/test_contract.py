@@ -80,14 +80,14 @@ def test_a_card_of_schema_1_or_without_the_new_fields_says_convert_again(tmp_pat
     _card(tmp_path)
     path = tmp_path / "model_card.json"
     good = json.loads(path.read_text())
-    assert SCHEMA_VERSION == 2 and good["artifacts"]["tflite-int8"]["calibration"]["temperature"] == 1.5
+    assert SCHEMA_VERSION == 3 and good["artifacts"]["tflite-int8"]["calibration"]["temperature"] == 1.5
     old = json.loads(json.dumps(good))
     old["schema_version"] = 1  # a card of the first release: centroids + threshold, raw softmax
     entry = old["artifacts"]["tflite-int8"]
     entry["centroids"], entry["threshold"] = entry.pop("open_set")["means"], 2.5
     del entry["calibration"]
     path.write_text(json.dumps(old))
-    with pytest.raises(ModelCardError, match=r"schema version 1 is not supported \(this CytoEdge reads version 2\): "
+    with pytest.raises(ModelCardError, match=r"schema version 1 is not supported \(this CytoEdge reads versions 2 and 3\): "
                                              "convert the model again"):
         load_card(tmp_path)
     for key, words in (("open_set", "no open_set"), ("calibration", "no calibration")):
@@ -161,3 +161,33 @@ def test_rejection_flags_far_embeddings():
     assert dist[0] < thr and dist[1] < thr and dist[2] > thr
     d_own = centroid_distances(emb, cents)[np.arange(100), labels]
     assert np.mean(d_own <= thr) >= 0.99
+
+
+def test_a_schema_2_card_loads_runs_its_old_rule_and_says_so_once(tmp_path):
+    """Cards written before the device view (schema 2) have no error rates: they still load, and the first
+    Classifier of a process says once that the slide report falls back to the count rule."""
+    from cytoedge.edge_app.card import LEGACY_NOTE, say_legacy_once
+
+    _card(tmp_path)
+    path = tmp_path / "model_card.json"
+    d = json.loads(path.read_text())
+    assert d["schema_version"] == SCHEMA_VERSION == 3
+    d["schema_version"] = 2
+    path.write_text(json.dumps(d))
+    old = load_card(tmp_path)
+    assert old.legacy and old.artifact("tflite-int8").error_rates is None
+    said = []
+    assert say_legacy_once(old, lambda *a: said.append(a)) is True
+    assert say_legacy_once(load_card(tmp_path), lambda *a: said.append(a)) is False  # the same card: said once
+    assert len(said) == 1 and LEGACY_NOTE in said[0]
+    _card(tmp_path)  # this release's card: nothing to say
+    assert not load_card(tmp_path).legacy and say_legacy_once(load_card(tmp_path / "model_card.json")) is False
+
+
+def test_error_rates_are_read_from_a_schema_3_entry(tmp_path):
+    card = _card(tmp_path)
+    rates = {"classes": card.class_names, "counts": np.eye(5, dtype=int).tolist(), "unknown": [0] * 5}
+    card.artifacts["tflite-int8"].validation["error_rates"] = rates
+    write_card(card, tmp_path)
+    back = load_card(tmp_path)
+    assert not back.legacy and back.artifact("tflite-int8").error_rates["counts"][2][2] == 1

@@ -171,3 +171,29 @@ def test_uint8_fast_path_gives_the_float_reference_features_bit_for_bit():
     crops += [ramp, ramp[::-1].copy(), (ramp // 3 + 170).astype(np.uint8)]
     pixels = np.stack(crops)
     np.testing.assert_array_equal(crop_features(pixels), crop_features(pixels.astype(np.float32)))
+
+
+def test_the_statistics_of_schema_3_cards_are_taken_on_a_small_copy_and_recorded_in_the_card():
+    """``size``: the statistics of a resized (INTER_AREA) copy, not of the crop; the card records the size,
+    and a card without it (schema 2) keeps computing them on the crop as given."""
+    import cv2
+
+    from cytoedge.edge_app.crop_features import SMALL, crop_features
+    from cytoedge.edge_app.rejection import OpenSetScore, fit_open_set
+
+    rng = np.random.default_rng(4)
+    crops = rng.integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+    crops[:, 40:90, 40:90] //= 3  # a dark blob: a "cell"
+    small = np.stack([cv2.resize(c, (SMALL, SMALL), interpolation=cv2.INTER_AREA) for c in crops])
+    np.testing.assert_array_equal(crop_features(crops, SMALL), crop_features(small))
+    assert not np.allclose(crop_features(crops, SMALL), crop_features(crops))
+    np.testing.assert_array_equal(crop_features(small, SMALL), crop_features(small))  # already that size
+    np.testing.assert_array_equal(crop_features(crops.astype(np.float32), SMALL), crop_features(crops, SMALL))
+    x = rng.normal(size=(40, len(FEATURES)))
+    y = np.arange(40) % 2
+    s = fit_open_set("image", np.zeros((40, 2)), np.zeros((40, 3)), y, np.zeros((40, 2)), np.zeros((40, 3)), 2,
+                     train_image=x, val_image=x)
+    assert s.image_size is None and "size" not in s.to_dict()["image"]
+    s.image_size = SMALL
+    back = OpenSetScore.from_dict(s.to_dict(), 3, 2)
+    assert s.to_dict()["image"]["size"] == back.image_size == SMALL

@@ -160,3 +160,22 @@ def test_live_page_script_and_styles_are_small(client):
     css = client.get("/static/cytoedge.css").data
     assert 'name="viewport"' in html and len(js) < 8000 and len(css) < 8000
     assert json.loads(client.get("/api/queue").get_data())["total"] == 12
+
+
+def test_the_slide_page_shows_the_estimate_its_interval_adequacy_and_the_reason(tmp_path):
+    import numpy as np
+
+    classes = ["parabasal", "metaplastic", "koilocytotic"]
+    groups = {"parabasal": "normal", "metaplastic": "benign", "koilocytotic": "abnormal"}
+    counts = (np.eye(3, dtype=int) * 300 + 10).tolist()
+    with Store(tmp_path / "s") as s:
+        s.open_slide("e", classes, groups)
+        run = s.start_run("e", source="x", model="m", model_sha256="0" * 64, fmt="tflite-int8", board="b", threads=1,
+                          settings={"error_rates": {"classes": classes, "counts": counts}})
+        s.add_frame("e", run, name="f.png", size=(64, 64),
+                    cells=[CellResult((0, 0, 5, 5), "parabasal", "normal", 0.9, 1.0, False, 0.05)] * 200
+                    + [CellResult((0, 0, 5, 5), "koilocytotic", "abnormal", 0.9, 1.0, False, 0.9)] * 60)
+    c = create_app(WebConfig(store=tmp_path / "s")).test_client()
+    html = c.get("/slides/e").get_data(as_text=True)
+    assert 'id="estimate"' in html and "95 % interval" in html and "unsatisfactory: 260 of 5 000" in html
+    assert ">refer<" in html and "lies above the limit" in html

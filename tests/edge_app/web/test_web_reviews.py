@@ -91,8 +91,9 @@ def test_v1_store_is_upgraded_in_place(tmp_path):
         conn.executescript(v1 + "INSERT INTO slides VALUES ('s1', '2026-01-01T00:00:00+00:00', '[\"a\"]', '{}');"
                            "INSERT INTO schema_version VALUES (1, 'then'); PRAGMA user_version = 1;")
     with Store(folder, create=False) as s:
-        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
-        assert [r[0] for r in s.conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 3]
+        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert [r[0] for r in s.conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 4]
+        assert "p_abnormal" in [r[1] for r in s.conn.execute("PRAGMA table_info(cells)")]  # version 4: the gallery
         assert "frame_key" in [r[1] for r in s.conn.execute("PRAGMA table_info(frames)")]  # version 3: resume
         assert s.has_slide("s1") and reviews(s) == []
 
@@ -160,3 +161,25 @@ def test_export_reviews_command(store_dir, tmp_path, capsys):
     assert main(["export-reviews", "--out", str(tmp_path / "nothing"), "--to", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("edge-app: error: no store at") and err.count("\n") == 1
+
+
+def test_a_slides_queue_leads_with_the_cells_most_likely_abnormal(tmp_path):
+    """Cells with a calibrated abnormal probability (store schema 4): the kept cells highest first, then the
+    doubtful order (unknown first); a cell never twice."""
+    import numpy as np
+
+    from cytoedge.edge_app.store import CellResult
+
+    s = Store(tmp_path / "q")
+    s.open_slide("s", ["parabasal", "koilocytotic"], {"parabasal": "normal", "koilocytotic": "abnormal"})
+    run = s.start_run("s", source="x", model="m", model_sha256="0" * 64, fmt="tflite-int8", board="b", threads=1,
+                      settings={})
+    cells = [CellResult((0, 0, 5, 5), "koilocytotic", "abnormal", 0.55, 1.0, False, 0.55),
+             CellResult((0, 0, 5, 5), "koilocytotic", "abnormal", 0.99, 1.0, False, 0.99),
+             CellResult((0, 0, 5, 5), "koilocytotic", "unknown", 0.9, 9.0, True, 0.9),
+             CellResult((0, 0, 5, 5), "parabasal", "normal", 0.6, 1.0, False, 0.4)]
+    s.add_frame("s", run, name="f.png", size=(64, 64), cells=cells, crops=[np.zeros((8, 8, 3), np.uint8)] * 4)
+    items, total = review_queue(s, "s")
+    assert [round(i.cell.p_abnormal, 2) for i in items] == [0.99, 0.55, 0.9]  # suspicious, then unknown
+    assert total == 3 and len({i.cell.id for i in items}) == 3
+    s.close()
