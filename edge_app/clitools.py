@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
-from cytoedge.edge_app.configfile import did_you_mean
 from cytoedge.edge_app.errors import CytoEdgeError
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """`` (did you mean X?)`` with the closest of ``known`` when one is close, else ``""`` (config keys and
+    command-line options alike)."""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
 
 _NUMBER = re.compile(r"-\d+$|-\d*\.\d+$")  # a negative number is a value, not an option
 

@@ -28,7 +28,6 @@ cytoedge.edge_app.configfile.ConfigFileError: config file demo.toml: unknown key
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
 import tomllib
@@ -36,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cytoedge.edge_app.clitools import DeprecatedAlias, deprecation_line
+from cytoedge.edge_app.clitools import DeprecatedAlias, deprecation_line, did_you_mean
 from cytoedge.edge_app.errors import CytoEdgeError
 
 CONFIG_HELP = ("TOML file of option values: keys are the long option names with underscores "
@@ -64,13 +63,6 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigFileError(f"config file {path} must hold key = value pairs")
     return raw
-
-
-def did_you_mean(word: str, known: Iterable[str]) -> str:
-    """`` (did you mean X?)`` with the closest of ``known`` when one is close, else ``""`` (config keys and
-    command-line options alike)."""
-    close = difflib.get_close_matches(word, list(known), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def unknown_key_message(source: str, key: str, known: Iterable[str]) -> str:
