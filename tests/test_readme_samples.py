@@ -90,10 +90,10 @@ def test_the_convert_sample_has_the_shape_of_a_real_conversion(converted):
 
 
 @pytest.mark.slow
-def test_the_app_sample_has_the_shape_of_a_real_run(device_model, field_frames, tmp_path):
+def test_the_app_sample_has_the_shape_of_a_real_run(device_model, synth_tree, tmp_path):
     out = tmp_path / "demo" / "cytoedge-data"
     r = subprocess.run([sys.executable, "-m", "cytoedge.edge_app", "--model", str(device_model), "--source",
-                        str(field_frames[0].parent), "--slide", "demo", "--out", str(out)],
+                        str(Path(synth_tree) / "fields"), "--slide", "demo", "--out", str(out)],
                        capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr
     printed = [ln for ln in r.stderr.splitlines() if ln.startswith("edge-app: ")] + r.stdout.splitlines()
