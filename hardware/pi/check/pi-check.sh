@@ -14,7 +14,7 @@
 #   5. every Pi run compared with x86 (compare.py), cell by cell;
 # and prints a table: step, wall time, CPU time, result. Emulated timings are not board timings.
 #
-# Needs root, qemu-user-static (the Makefile installs it), apt-get and dpkg-deb (Debian's own),
+# Needs root (it installs Debian's qemu-user-static when missing), apt-get and dpkg-deb (Debian's own),
 # unshare (util-linux) and, for a cold cache, the network (Debian's mirror and the package index).
 # VENV is the x86 venv with the [all] extras (default .venv). CYTOEDGE_CACHE moves the cache;
 # PI_CHECK_CPUS="cortex-a72" runs one CPU model. Exits 1 with one line on stderr when anything differs.
@@ -185,8 +185,8 @@ for spec in "${RUNS[@]}"; do
     pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid" || FAILED=1; done
-pids=()
 lap; row "pi: ${#pids[@]} runs side by side" "$WALL" "$CPU" "$EMULATED_NOTE"
+pids=()
 for spec in "${RUNS[@]}"; do
     read -r label cpu _ <<<"$spec"
     if [[ ! -f "$WORK/$label/steps.tsv" ]]; then
