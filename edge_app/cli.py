@@ -67,9 +67,11 @@ def _size(text: str) -> tuple[int, int]:
 def get_parser() -> argparse.ArgumentParser:
     from cytoedge.edge_app.finder import FinderConfig
     from cytoedge.edge_app.imagefile import DEFAULT_MAX_PIXELS
+    from cytoedge.edge_app.stage import StageConfig
     from cytoedge.edge_app.store import CROP_POLICIES
 
     fc = FinderConfig()
+    sc = StageConfig()
     p = argparse.ArgumentParser(
         prog="edge-app", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Find the cells in microscope frames, classify each on-device, keep a per-slide record.",
@@ -133,6 +135,19 @@ def get_parser() -> argparse.ArgumentParser:
                    help="margin around each cell in its crop, share of its longer side (default: %(default)s)")
     g.add_argument("--work-width", type=int, default=fc.work_width,
                    help="frames wider than this are searched at this width (default: %(default)s)")
+    m = p.add_argument_group("stage (a microscope moved by hand)")
+    m.add_argument("--stage", choices=("manual", "fixed"),
+                   help="manual: track the view's motion and focus, record each field once when it has settled in "
+                        "focus, and count a cell seen before once; fixed: every frame is a field (default: manual for "
+                        "a live camera, fixed for files and video)")
+    m.add_argument("--focus-rel", type=float, default=sc.focus_rel,
+                   help="manual stage: a frame is in focus at this share of the sharpest frame seen so far "
+                        "(default: %(default)s)")
+    m.add_argument("--focus-floor", type=float, default=sc.focus_floor,
+                   help="manual stage: ... and at this focus score at least (default: %(default)s)")
+    m.add_argument("--still-px", type=float, default=sc.still_px,
+                   help="manual stage: a view moving less than this many pixels per frame is still "
+                        "(default: %(default)s)")
     _add_verbosity(p)
     return p
 
@@ -239,6 +254,7 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
 def _run(argv: Sequence[str]) -> int:
     from cytoedge.edge_app.app import AppOptions, run
     from cytoedge.edge_app.finder import FinderConfig
+    from cytoedge.edge_app.stage import StageConfig
 
     a = parse_args(get_parser(), argv, sections=SUBCOMMANDS)
     logging.basicConfig(format="edge-app: %(message)s", level=logging.WARNING if a.quiet else logging.INFO,
@@ -249,12 +265,17 @@ def _run(argv: Sequence[str]) -> int:
                               margin=a.crop_margin)
     except ValueError as exc:
         raise CytoEdgeError(f"cell finder settings: {exc}") from None
+    try:
+        stage_cfg = StageConfig(focus_rel=a.focus_rel, focus_floor=a.focus_floor, still_px=a.still_px,
+                                work_width=a.work_width)
+    except ValueError as exc:
+        raise CytoEdgeError(f"{exc} (--focus-rel, --focus-floor, --still-px)") from None
     opts = AppOptions(model=a.model, source=a.source, slide=a.slide, out=a.out, fmt=a.fmt, threads=a.threads,
                       board=a.board, min_confidence=a.min_confidence, allow_rejected=a.allow_rejected,
                       max_frames=a.max_frames, show=a.show, save_annotated=a.save_annotated, save_crops=a.save_crops,
                       min_free_mb=a.min_free_mb, camera_timeout=a.camera_timeout, camera_size=a.camera_size,
                       max_fps=a.max_fps, finder=finder, rescan=a.rescan, max_frame_pixels=a.max_frame_pixels,
-                      trust=a.trust)
+                      trust=a.trust, stage=a.stage, stage_cfg=stage_cfg)
     if a.web:
         return _run_with_web(a, opts)
     _print_summary(run(opts))
@@ -272,6 +293,10 @@ def _print_summary(s: "RunSummary") -> None:
           f"({groups}) in {s.seconds:.1f} s ({s.frames_per_s:.2f} frames/s); stopped by {s.stopped_by}")
     if s.crops_warning:
         print(f"warning: {s.crops_warning}")
+    if s.stage == "manual":
+        views = ", ".join(f"{k} {v}" for k, v in s.views.items())
+        print(f"manual stage: {s.frames_done} settled fields from {s.frames_read} frames ({views}); "
+              f"{s.seen_again} cells seen again, not counted again; {s.registered} fields re-registered")
     print(f"store: {Path(s.store) / 'cytoedge.sqlite'}; report: edge-app report --slide {s.slide} --out {s.store}")
 
 
