@@ -402,6 +402,7 @@ class _FrameLoop:
                     self.show(w, [], self.seq)
                 if w.final:
                     break
+                self._pace(t0)
                 continue
             t2 = time.perf_counter()
             preds = self.clf.classify(w.crops)
@@ -419,10 +420,14 @@ class _FrameLoop:
             if opts.max_frames is not None and submitted >= opts.max_frames:
                 summary.stopped_by = f"--max-frames {opts.max_frames}"
                 break
-            if opts.max_fps:  # a signal calls source.stop(), which ends this wait at once
-                self.source._stop.wait(max(0.0, 1.0 / opts.max_fps - (time.perf_counter() - t0)))
+            self._pace(t0)
         if stopper.reason:
             summary.stopped_by = stopper.reason
+
+    def _pace(self, t0: float) -> None:
+        """--max-fps: wait out the rest of this frame's interval (a signal calls source.stop(), which ends it)."""
+        if self.opts.max_fps:
+            self.source._stop.wait(max(0.0, 1.0 / self.opts.max_fps - (time.perf_counter() - t0)))
 
     def show(self, w: _Work, preds: list[Prediction], seq: int) -> None:
         t4 = time.perf_counter()

@@ -145,6 +145,11 @@ def get_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     m.add_argument("--focus-floor", type=float, default=sc.focus_floor,
                    help="manual stage: ... and at this focus score at least (default: %(default)s)")
+    m.add_argument("--preparation", choices=("conventional", "liquid-based"), default="conventional",
+                   help="the live page counts classifiable squamous cells against this preparation's adequacy "
+                        "threshold: 5 000 conventional, 2 000 liquid-based (default: %(default)s)")
+    m.add_argument("--adequacy-cells", type=int,
+                   help="the lab's own adequacy threshold in classifiable squamous cells (default: the preparation's)")
     m.add_argument("--still-px", type=float, default=sc.still_px,
                    help="manual stage: a view moving less than this many pixels per frame is still "
                         "(default: %(default)s)")
@@ -305,7 +310,11 @@ def _web_server(a: argparse.Namespace, live: "LiveState | None" = None) -> "WebS
     from cytoedge.edge_app.web.security import resolve_token
     from cytoedge.edge_app.web.server import WebServer
 
-    return WebServer(WebConfig(store=a.out, token=resolve_token(a.host, a.token), live=live), a.host, a.port)
+    from cytoedge.edge_app.adequacy import adequacy_threshold
+
+    need = adequacy_threshold(getattr(a, "preparation", "conventional"), getattr(a, "adequacy_cells", None))
+    return WebServer(WebConfig(store=a.out, token=resolve_token(a.host, a.token), live=live, adequacy_cells=need),
+                     a.host, a.port)
 
 
 def _run_with_web(a: argparse.Namespace, opts: "AppOptions") -> int:
@@ -356,7 +365,8 @@ def _export_reviews(argv: Sequence[str]) -> int:
 
 
 def _report(argv: Sequence[str]) -> int:
-    from cytoedge.edge_app.atomic import atomic_write_text
+    from cytoedge.edge_app.atomic import atomic_write_bytes, atomic_write_text
+    from cytoedge.edge_app.coverage import coverage_png, slide_fields
     from cytoedge.edge_app.report import TriageRule, build_report, render
     from cytoedge.edge_app.store import Store
 
@@ -364,9 +374,18 @@ def _report(argv: Sequence[str]) -> int:
     rule = TriageRule(a.refer_abnormal_cells, a.refer_abnormal_fraction, a.refer_unknown_fraction, a.min_cells)
     with Store(a.out, create=False) as store:
         text = render(build_report(store, a.slide, rule, a.review_limit), a.format)
+        fields = slide_fields(store, a.slide)
+    picture = None
+    if fields:  # manual stage: the coverage map as a picture beside the report (the slide page shows the same)
+        picture = (a.output.parent / f"{a.output.stem}-coverage.png") if a.output else \
+            (a.out / "coverage" / f"{a.slide}.png")
+        atomic_write_bytes(picture, coverage_png(fields))
+        if a.format == "md":
+            text += (f"\n## Coverage\n\n{len(fields)} fields counted once each (manual stage), in slide coordinates:\n\n"
+                     f"![coverage map]({picture.name if a.output else picture})\n")
     if a.output:
         atomic_write_text(a.output, text)
-        print(f"report written to {a.output}")
+        print(f"report written to {a.output}" + (f"; coverage map {picture}" if picture else ""))
     else:
         sys.stdout.write(text)
     return 0

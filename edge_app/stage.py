@@ -95,8 +95,8 @@ def focus_score(grey: np.ndarray) -> float:
     h, w = f.shape[:2]
     smooth = cv2.resize(cv2.resize(f, (max(1, w // 16), max(1, h // 16)), interpolation=cv2.INTER_AREA), (w, h),
                         interpolation=cv2.INTER_LINEAR)  # the smooth part, cheaply (a blur of sigma 8 costs 15 ms)
-    band = f - smooth
-    return float(100.0 * lap.var() / (band.var() + 25.0))
+    band = cv2.subtract(f, smooth)
+    return float(100.0 * cv2.meanStdDev(lap)[1][0, 0] ** 2 / (cv2.meanStdDev(band)[1][0, 0] ** 2 + 25.0))
 
 
 class _Tracker:
@@ -131,10 +131,24 @@ class _Tracker:
         vx, vy = self.velocity
         if abs(vx) + abs(vy) >= 4:  # moving: also look where the motion so far says the view went
             got = register(prev, (0.0, 0.0), half, (vx, vy), 0.0)
-            if got is not None and got[2] > best[2]:
-                best = got
+            # the two answers judged alike: how well the frames agree where each says they overlap
+            if got is not None and _agreement(prev, half, got[:2]) > _agreement(prev, half, best[:2]):
+                best = (got[0], got[1], max(got[2], best[2]))
         self.velocity = (best[0], best[1]) if best[2] >= 0.05 else (0.0, 0.0)
         return 2.0 * best[0], 2.0 * best[1], best[2]
+
+
+def _agreement(a: np.ndarray, b: np.ndarray, shift: tuple[float, float]) -> float:
+    """Normalised correlation of ``a`` and ``b`` over their overlap when ``b``'s origin lies at ``shift`` in ``a``."""
+    h, w = a.shape[:2]
+    ix, iy = int(round(shift[0])), int(round(shift[1]))
+    x0, y0, x1, y1 = max(0, ix), max(0, iy), min(w, ix + w), min(h, iy + h)
+    if x1 - x0 < 16 or y1 - y0 < 16:
+        return -1.0
+    p = a[y0:y1, x0:x1].ravel() - a[y0:y1, x0:x1].mean()
+    q = b[y0 - iy:y1 - iy, x0 - ix:x1 - ix].ravel() - b[y0 - iy:y1 - iy, x0 - ix:x1 - ix].mean()
+    d = float(np.sqrt((p @ p) * (q @ q)))
+    return float(p @ q) / d if d > 0 else -1.0
 
 
 def register(ref: np.ndarray, ref_pos: tuple[float, float], img: np.ndarray, pos: tuple[float, float],
