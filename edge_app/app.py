@@ -73,6 +73,7 @@ class AppOptions:
     finder: FinderConfig = field(default_factory=FinderConfig)
     stage: str | None = None  # manual | fixed; None: manual for a live camera, fixed for files and video
     stage_cfg: StageConfig = field(default_factory=StageConfig)  # the manual stage's motion and focus limits
+    camera_lock: float = 2.0  # picamera2: lock exposure, gain and white balance after this many s (0: never)
 
 
 @dataclass
@@ -244,6 +245,7 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
                 settings={"min_confidence": opts.min_confidence, "save_crops": opts.save_crops,
                           "finder": asdict(opts.finder), "rescan": opts.rescan, "board_check": checked,
                           "temperature": clf.temperature, "stage": summary.stage,
+                          **({"camera": _jsonable(source.camera_settings)} if source.camera_settings else {}),
                           **({"stage_limits": asdict(opts.stage_cfg)} if summary.stage == "manual" else {}),
                           "open_set": {"score": clf.open_set.score, "threshold": clf.threshold}})
             display = Display(opts.show, opts.out / "annotated" / slide if opts.save_annotated else None)
@@ -264,10 +266,14 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
     return summary
 
 
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else (_jsonable(v) if isinstance(v, dict) else v) for k, v in d.items()}
+
+
 def _camera_settings(opts: AppOptions, board: BoardProfile) -> CameraSettings:
     w, h = opts.camera_size or (board.camera.width, board.camera.height)
     return CameraSettings(width=w, height=h, fps=board.camera.fps, give_up_after=opts.camera_timeout,
-                          controls=board.camera.controls)
+                          controls=board.camera.controls, lock_after=opts.camera_lock)
 
 
 def _skip_committed(frame: Frame, summary: RunSummary) -> None:

@@ -145,6 +145,10 @@ def get_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     m.add_argument("--focus-floor", type=float, default=sc.focus_floor,
                    help="manual stage: ... and at this focus score at least (default: %(default)s)")
+    m.add_argument("--camera-lock", type=_positive_float, default=2.0, metavar="SECONDS",
+                   help="picam: after this many seconds of automatic exposure and white balance, lock the measured "
+                        "exposure time, analogue gain and colour gains for the slide, recorded in the run; 0: never "
+                        "(default: %(default)s)")
     m.add_argument("--preparation", choices=("conventional", "liquid-based"), default="conventional",
                    help="the live page counts classifiable squamous cells against this preparation's adequacy "
                         "threshold: 5 000 conventional, 2 000 liquid-based (default: %(default)s)")
@@ -280,7 +284,7 @@ def _run(argv: Sequence[str]) -> int:
                       max_frames=a.max_frames, show=a.show, save_annotated=a.save_annotated, save_crops=a.save_crops,
                       min_free_mb=a.min_free_mb, camera_timeout=a.camera_timeout, camera_size=a.camera_size,
                       max_fps=a.max_fps, finder=finder, rescan=a.rescan, max_frame_pixels=a.max_frame_pixels,
-                      trust=a.trust, stage=a.stage, stage_cfg=stage_cfg)
+                      trust=a.trust, stage=a.stage, stage_cfg=stage_cfg, camera_lock=a.camera_lock)
     if a.web:
         return _run_with_web(a, opts)
     _print_summary(run(opts))

@@ -156,3 +156,20 @@ def test_a_fixed_stage_counts_every_frame_and_a_camera_defaults_to_manual(device
     s = run(AppOptions(model=device_model, source="", slide="cam", out=tmp_path / "s", threads=1),
             source=OperatorSource(image, short, live=True))
     assert s.stage == "manual" and s.frames_done == 1
+
+
+def test_a_picam_run_records_the_camera_settings_it_locked(device_model, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from test_sources import FakePicamera2
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
+    s = run(AppOptions(model=device_model, source="picam", slide="p", out=tmp_path, threads=1, max_frames=1,
+                       camera_size=(640, 480), camera_lock=0.05, stage="fixed"))  # a flat fake view never settles
+    assert s.frames_done == 1
+    settings = json.loads(sqlite3.connect(tmp_path / "cytoedge.sqlite").execute("SELECT settings FROM runs")
+                          .fetchone()[0])
+    cam = settings["camera"]
+    assert cam["locked"] and cam["controls"]["AeEnable"] is False and cam["controls"]["AwbEnable"] is False
+    assert cam["controls"] == {**FakePicamera2.made[-1].calls[0], "ColourGains": list(cam["controls"]["ColourGains"])}
