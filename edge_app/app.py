@@ -74,6 +74,7 @@ class AppOptions:
     stage: str | None = None  # manual | fixed; None: manual for a live camera, fixed for files and video
     stage_cfg: StageConfig = field(default_factory=StageConfig)  # the manual stage's motion and focus limits
     camera_lock: float = 2.0  # picamera2: lock exposure, gain and white balance after this many s (0: never)
+    flat_field: Path | None = None  # edge-app calibrate's illumination field, divided out before the finder
 
 
 @dataclass
@@ -224,6 +225,11 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
     log.info("model %s (%s, %s %s, %d threads) on %s", clf.card.architecture, clf.format, clf.loaded.runtime,
              clf.loaded.version, threads, board.title)
     summary = RunSummary(slide=slide, store=str(opts.out))
+    flat = None
+    if opts.flat_field is not None:
+        from cytoedge.edge_app.flatfield import load
+
+        flat = load(opts.flat_field)
     if source is None:  # opened before the store, so a bad --source leaves no empty store behind
         source = open_source(opts.source or board.camera.source, _camera_settings(opts, board),
                              max_pixels=opts.max_frame_pixels, max_side=opts.max_frame_side)
@@ -246,13 +252,14 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
                           "finder": asdict(opts.finder), "rescan": opts.rescan, "board_check": checked,
                           "temperature": clf.temperature, "stage": summary.stage,
                           **({"camera": _jsonable(source.camera_settings)} if source.camera_settings else {}),
+                          **({"flat_field": {"file": str(opts.flat_field), **flat.meta}} if flat else {}),
                           **({"stage_limits": asdict(opts.stage_cfg)} if summary.stage == "manual" else {}),
                           "open_set": {"score": clf.open_set.score, "threshold": clf.threshold}})
             display = Display(opts.show, opts.out / "annotated" / slide if opts.save_annotated else None)
             stopper = _Stopper(source)
             stopper.install()
             try:
-                _loop(opts, source, clf, store, display, summary, stopper, on_frame, committed)
+                _loop(opts, source, clf, store, display, summary, stopper, on_frame, committed, flat)
             finally:
                 stopper.restore()
                 display.close()
@@ -321,6 +328,7 @@ class _FrameLoop:
         self.start = self.last_commit = self.last_log = time.perf_counter()
         self.fps = 0.0
         self.seq = store.next_seq(summary.slide)
+        self.flat: Any = None  # edge_app.flatfield.FlatField: applied to every frame before the finder
         self.manual = summary.stage == "manual"
         self.tracker = StageTracker(opts.stage_cfg)
         self.counted = CountedCells(opts.stage_cfg.same_cell)
@@ -353,6 +361,8 @@ class _FrameLoop:
                                                   self.opts.max_frame_pixels)
         if w.image is None:
             return w
+        if self.flat is not None:
+            w.image = self.flat.apply(w.image)
         t1 = time.perf_counter()
         w.t["read"] += (t1 - t0) * 1e3
         if self.manual:
@@ -534,13 +544,14 @@ def _focus_of(w: _Work) -> tuple[float, str] | None:
 
 def _loop(opts: AppOptions, source: FrameSource, clf: Classifier, store: Store, display: Display,
           summary: RunSummary, stopper: _Stopper, on_frame: Callable[[dict[str, Any]], None] | None,
-          committed: CommittedFrames) -> None:
+          committed: CommittedFrames, flat: Any = None) -> None:
     """Frames through the three threads (:mod:`edge_app.pipeline`) until the source ends or a stop.
 
     A second signal (KeyboardInterrupt) drops the frames not yet stored (the one being committed
     finishes: a frame commits whole or not at all); any other end stores every classified frame first.
     """
     loop = _FrameLoop(opts, source, clf, store, display, summary, stopper, on_frame, committed)
+    loop.flat = flat
     reader = Prefetcher(loop.read(), loop.prepare)
     writer = InOrderWriter(depth=2)
     try:

@@ -149,6 +149,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="picam: after this many seconds of automatic exposure and white balance, lock the measured "
                         "exposure time, analogue gain and colour gains for the slide, recorded in the run; 0: never "
                         "(default: %(default)s)")
+    m.add_argument("--flat-field", type=Path, metavar="FILE",
+                   help="divide this illumination field (written by 'edge-app calibrate') out of every frame before "
+                        "the finder")
     m.add_argument("--preparation", choices=("conventional", "liquid-based"), default="conventional",
                    help="the live page counts classifiable squamous cells against this preparation's adequacy "
                         "threshold: 5 000 conventional, 2 000 liquid-based (default: %(default)s)")
@@ -252,6 +255,23 @@ def get_store_parser() -> argparse.ArgumentParser:
     return p
 
 
+def get_calibrate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-app calibrate",
+                                description="Record the illumination field (vignetting, colour cast) on an empty area "
+                                            "of a slide, for 'edge-app --flat-field FILE' to divide out before the "
+                                            "finder. Stored with the board and camera it was measured on.")
+    add_config_option(p)
+    p.add_argument("--source", default="", help="camera or frames of an empty area (default: the board's camera)")
+    p.add_argument("--board", help="board profile name or .toml file (default: detected)")
+    p.add_argument("--camera-size", type=_size, help="camera resolution WIDTHxHEIGHT (default: the board's)")
+    p.add_argument("--frames", type=int, default=20, help="frames to average (default: %(default)s)")
+    p.add_argument("--skip", type=int, default=5,
+                   help="frames skipped first while a camera settles (default: %(default)s)")
+    p.add_argument("--to", type=Path, help="file to write (default: OUT/calibration/flat-field-BOARD.npz)")
+    _add_store_option(p)
+    return p
+
+
 def get_boards_parser() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog="edge-app boards", description="List board profiles and the detected board.")
 
@@ -284,7 +304,8 @@ def _run(argv: Sequence[str]) -> int:
                       max_frames=a.max_frames, show=a.show, save_annotated=a.save_annotated, save_crops=a.save_crops,
                       min_free_mb=a.min_free_mb, camera_timeout=a.camera_timeout, camera_size=a.camera_size,
                       max_fps=a.max_fps, finder=finder, rescan=a.rescan, max_frame_pixels=a.max_frame_pixels,
-                      trust=a.trust, stage=a.stage, stage_cfg=stage_cfg, camera_lock=a.camera_lock)
+                      trust=a.trust, stage=a.stage, stage_cfg=stage_cfg, camera_lock=a.camera_lock,
+                      flat_field=a.flat_field)
     if a.web:
         return _run_with_web(a, opts)
     _print_summary(run(opts))
@@ -451,6 +472,39 @@ def _store(argv: Sequence[str]) -> int:
     return 0
 
 
+def _calibrate(argv: Sequence[str]) -> int:
+    from cytoedge.edge_app.app import check_frame
+    from cytoedge.edge_app.boards import resolve_board
+    from cytoedge.edge_app.flatfield import measure
+    from cytoedge.edge_app.sources import CameraSettings, open_source
+
+    a = parse_args(get_calibrate_parser(), argv, section="calibrate")
+    if a.frames < 1 or a.skip < 0:
+        raise CytoEdgeError("--frames must be >= 1 and --skip >= 0")
+    board = resolve_board(a.board)
+    w, h = a.camera_size or (board.camera.width, board.camera.height)
+    spec = a.source or board.camera.source
+    frames = []
+    with open_source(spec, CameraSettings(width=w, height=h, fps=board.camera.fps, controls=board.camera.controls,
+                                          lock_after=0)) as src:
+        for i, f in enumerate(src):
+            image = check_frame(f.image, 32, 8192)[0] if f.image is not None else None
+            if image is None or (src.live and i < a.skip):
+                continue
+            frames.append(image)
+            if len(frames) >= a.frames:
+                break
+    if frames and any(fr.shape != frames[0].shape for fr in frames):
+        raise CytoEdgeError("calibrate: the frames differ in size: give frames of one camera mode")
+    ff = measure(frames, {"board": board.name, "source": spec, "camera": {"width": w, "height": h,
+                                                                          "controls": board.camera.controls}})
+    to = a.to or a.out / "calibration" / f"flat-field-{board.name}.npz"
+    ff.save(to)
+    print(f"flat field of {len(frames)} frames written to {to} (vignetting {ff.meta['vignetting']:.0%}); "
+          f"use it with: edge-app --flat-field {to} ...")
+    return 0
+
+
 def _boards(argv: Sequence[str]) -> int:
     from cytoedge.edge_app.boards import boards_dir, detect_board, list_profiles, load_profile
 
@@ -467,7 +521,7 @@ def _boards(argv: Sequence[str]) -> int:
 
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"report": _report, "boards": _boards, "serve": _serve,
                                                            "export-reviews": _export_reviews, "store": _store,
-                                                           "classify": _classify}
+                                                           "classify": _classify, "calibrate": _calibrate}
 
 
 def _main(argv: Sequence[str] | None) -> int:
