@@ -68,9 +68,11 @@ def _size(text: str) -> tuple[int, int]:
 def get_parser() -> argparse.ArgumentParser:
     from cytoedge.edge_app.finder import FinderConfig
     from cytoedge.edge_app.imagefile import DEFAULT_MAX_PIXELS
+    from cytoedge.edge_app.stage import StageConfig
     from cytoedge.edge_app.store import CROP_POLICIES
 
     fc = FinderConfig()
+    sc = StageConfig()
     p = Parser(
         prog="edge-app", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Find the cells in microscope frames, classify each on-device, keep a per-slide record.",
@@ -134,6 +136,31 @@ def get_parser() -> argparse.ArgumentParser:
                    help="margin around each cell in its crop, share of its longer side (default: %(default)s)")
     g.add_argument("--work-width", type=int, default=fc.work_width,
                    help="frames wider than this are searched at this width (default: %(default)s)")
+    m = p.add_argument_group("stage (a microscope moved by hand)")
+    m.add_argument("--stage", choices=("manual", "fixed"),
+                   help="manual: track the view's motion and focus, record each field once when it has settled in "
+                        "focus, and count a cell seen before once; fixed: every frame is a field (default: manual for "
+                        "a live camera, fixed for files and video)")
+    m.add_argument("--focus-rel", type=float, default=sc.focus_rel,
+                   help="manual stage: a frame is in focus at this share of the sharpest frame seen so far "
+                        "(default: %(default)s)")
+    m.add_argument("--focus-floor", type=float, default=sc.focus_floor,
+                   help="manual stage: ... and at this focus score at least (default: %(default)s)")
+    m.add_argument("--camera-lock", type=_positive_float, default=2.0, metavar="SECONDS",
+                   help="picam: after this many seconds of automatic exposure and white balance, lock the measured "
+                        "exposure time, analogue gain and colour gains for the slide, recorded in the run; 0: never "
+                        "(default: %(default)s)")
+    m.add_argument("--flat-field", type=Path, metavar="FILE",
+                   help="divide this illumination field (written by 'edge-app calibrate') out of every frame before "
+                        "the finder")
+    m.add_argument("--preparation", choices=("conventional", "liquid-based"), default="conventional",
+                   help="the live page counts classifiable squamous cells against this preparation's adequacy "
+                        "threshold: 5 000 conventional, 2 000 liquid-based (default: %(default)s)")
+    m.add_argument("--adequacy-cells", type=int,
+                   help="the lab's own adequacy threshold in classifiable squamous cells (default: the preparation's)")
+    m.add_argument("--still-px", type=float, default=sc.still_px,
+                   help="manual stage: a view moving less than this many pixels per frame is still "
+                        "(default: %(default)s)")
     _add_verbosity(p)
     return p
 
@@ -245,6 +272,23 @@ def get_store_parser() -> argparse.ArgumentParser:
     return p
 
 
+def get_calibrate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-app calibrate",
+                                description="Record the illumination field (vignetting, colour cast) on an empty area "
+                                            "of a slide, for 'edge-app --flat-field FILE' to divide out before the "
+                                            "finder. Stored with the board and camera it was measured on.")
+    add_config_option(p)
+    p.add_argument("--source", default="", help="camera or frames of an empty area (default: the board's camera)")
+    p.add_argument("--board", help="board profile name or .toml file (default: detected)")
+    p.add_argument("--camera-size", type=_size, help="camera resolution WIDTHxHEIGHT (default: the board's)")
+    p.add_argument("--frames", type=int, default=20, help="frames to average (default: %(default)s)")
+    p.add_argument("--skip", type=int, default=5,
+                   help="frames skipped first while a camera settles (default: %(default)s)")
+    p.add_argument("--to", type=Path, help="file to write (default: OUT/calibration/flat-field-BOARD.npz)")
+    _add_store_option(p)
+    return p
+
+
 def get_boards_parser() -> argparse.ArgumentParser:
     return Parser(prog="edge-app boards", description="List board profiles and the detected board.")
 
@@ -256,6 +300,7 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
 def _run(argv: Sequence[str]) -> int:
     from cytoedge.edge_app.app import AppOptions, run
     from cytoedge.edge_app.finder import FinderConfig
+    from cytoedge.edge_app.stage import StageConfig
 
     a = parse_args(get_parser(), argv, sections=SUBCOMMANDS)
     logging.basicConfig(format="edge-app: %(message)s", level=logging.WARNING if a.quiet else logging.INFO,
@@ -266,12 +311,18 @@ def _run(argv: Sequence[str]) -> int:
                               margin=a.crop_margin)
     except ValueError as exc:
         raise CytoEdgeError(f"cell finder settings: {exc}") from None
+    try:
+        stage_cfg = StageConfig(focus_rel=a.focus_rel, focus_floor=a.focus_floor, still_px=a.still_px,
+                                work_width=a.work_width)
+    except ValueError as exc:
+        raise CytoEdgeError(f"{exc} (--focus-rel, --focus-floor, --still-px)") from None
     opts = AppOptions(model=a.model, source=a.source, slide=a.slide, out=a.out, fmt=a.fmt, threads=a.threads,
                       board=a.board, min_confidence=a.min_confidence, allow_rejected=a.allow_rejected,
                       max_frames=a.max_frames, show=a.show, save_annotated=a.save_annotated, save_crops=a.save_crops,
                       min_free_mb=a.min_free_mb, camera_timeout=a.camera_timeout, camera_size=a.camera_size,
                       max_fps=a.max_fps, finder=finder, rescan=a.rescan, max_frame_pixels=a.max_frame_pixels,
-                      trust=a.trust)
+                      trust=a.trust, stage=a.stage, stage_cfg=stage_cfg, camera_lock=a.camera_lock,
+                      flat_field=a.flat_field)
     if a.web:
         return _run_with_web(a, opts)
     _print_summary(run(opts))
@@ -289,6 +340,10 @@ def _print_summary(s: "RunSummary") -> None:
           f"({groups}) in {s.seconds:.1f} s ({s.frames_per_s:.2f} frames/s); stopped by {s.stopped_by}")
     if s.crops_warning:
         print(f"warning: {s.crops_warning}")
+    if s.stage == "manual":
+        views = ", ".join(f"{k} {v}" for k, v in s.views.items())
+        print(f"manual stage: {s.frames_done} settled fields from {s.frames_read} frames ({views}); "
+              f"{s.seen_again} cells seen again, not counted again; {s.registered} fields re-registered")
     print(f"store: {Path(s.store) / 'cytoedge.sqlite'}; report: edge-app report --slide {s.slide} --out {s.store}")
 
 
@@ -297,7 +352,9 @@ def _web_server(a: argparse.Namespace, live: "LiveState | None" = None) -> "WebS
     from cytoedge.edge_app.web.security import resolve_token
     from cytoedge.edge_app.web.server import WebServer
 
-    cfg = WebConfig(store=a.out, token=resolve_token(a.host, a.token), live=live, rule=_config_rule(a.config))
+    rule = _config_rule(a.config)
+    cfg = WebConfig(store=a.out, token=resolve_token(a.host, a.token), live=live, rule=rule,
+                    adequacy_cells=rule.adequacy_needed)
     return WebServer(cfg, a.host, a.port)
 
 
@@ -362,7 +419,8 @@ def _export_reviews(argv: Sequence[str]) -> int:
 
 
 def _report(argv: Sequence[str]) -> int:
-    from cytoedge.edge_app.atomic import atomic_write_text
+    from cytoedge.edge_app.atomic import atomic_write_bytes, atomic_write_text
+    from cytoedge.edge_app.coverage import coverage_png, slide_fields
     from cytoedge.edge_app.report import build_report, render
     from cytoedge.edge_app.store import Store
 
@@ -370,9 +428,18 @@ def _report(argv: Sequence[str]) -> int:
     rule = _triage_rule(a)
     with Store(a.out, create=False) as store:
         text = render(build_report(store, a.slide, rule, a.review_limit), a.report_format)
+        fields = slide_fields(store, a.slide)
+    picture = None
+    if fields:  # manual stage: the coverage map as a picture beside the report (the slide page shows the same)
+        picture = (a.output.parent / f"{a.output.stem}-coverage.png") if a.output else \
+            (a.out / "coverage" / f"{a.slide}.png")
+        atomic_write_bytes(picture, coverage_png(fields))
+        if a.report_format == "md":
+            text += (f"\n## Coverage\n\n{len(fields)} fields counted once each (manual stage), in slide coordinates:\n\n"
+                     f"![coverage map]({picture.name if a.output else picture})\n")
     if a.output:
         atomic_write_text(a.output, text)
-        print(f"report written to {a.output}")
+        print(f"report written to {a.output}" + (f"; coverage map {picture}" if picture else ""))
     else:
         sys.stdout.write(text)
     return 0
@@ -437,6 +504,39 @@ def _store(argv: Sequence[str]) -> int:
     return 0
 
 
+def _calibrate(argv: Sequence[str]) -> int:
+    from cytoedge.edge_app.app import check_frame
+    from cytoedge.edge_app.boards import resolve_board
+    from cytoedge.edge_app.flatfield import measure
+    from cytoedge.edge_app.sources import CameraSettings, open_source
+
+    a = parse_args(get_calibrate_parser(), argv, section="calibrate")
+    if a.frames < 1 or a.skip < 0:
+        raise CytoEdgeError("--frames must be >= 1 and --skip >= 0")
+    board = resolve_board(a.board)
+    w, h = a.camera_size or (board.camera.width, board.camera.height)
+    spec = a.source or board.camera.source
+    frames = []
+    with open_source(spec, CameraSettings(width=w, height=h, fps=board.camera.fps, controls=board.camera.controls,
+                                          lock_after=0)) as src:
+        for i, f in enumerate(src):
+            image = check_frame(f.image, 32, 8192)[0] if f.image is not None else None
+            if image is None or (src.live and i < a.skip):
+                continue
+            frames.append(image)
+            if len(frames) >= a.frames:
+                break
+    if frames and any(fr.shape != frames[0].shape for fr in frames):
+        raise CytoEdgeError("calibrate: the frames differ in size: give frames of one camera mode")
+    ff = measure(frames, {"board": board.name, "source": spec, "camera": {"width": w, "height": h,
+                                                                          "controls": board.camera.controls}})
+    to = a.to or a.out / "calibration" / f"flat-field-{board.name}.npz"
+    ff.save(to)
+    print(f"flat field of {len(frames)} frames written to {to} (vignetting {ff.meta['vignetting']:.0%}); "
+          f"use it with: edge-app --flat-field {to} ...")
+    return 0
+
+
 def _boards(argv: Sequence[str]) -> int:
     from cytoedge.edge_app.boards import boards_dir, detect_board, list_profiles, load_profile
 
@@ -453,7 +553,7 @@ def _boards(argv: Sequence[str]) -> int:
 
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"report": _report, "boards": _boards, "serve": _serve,
                                                            "export-reviews": _export_reviews, "store": _store,
-                                                           "classify": _classify}
+                                                           "classify": _classify, "calibrate": _calibrate}
 
 
 def _main(argv: Sequence[str] | None) -> int:

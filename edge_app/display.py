@@ -39,9 +39,47 @@ def status_line(frames_per_s: float, timings_ms: dict[str, float], n_cells: int,
     return f"frame {frame_no} | {frames_per_s:.1f} frames/s | {stages} | {n_cells} cells"
 
 
+def focus_bar(share: float, width: int = 10) -> str:
+    """The focus score against the slide's threshold as a text bar: half full at the threshold.
+
+    >>> focus_bar(1.0)
+    'focus [#####|-----]'
+    >>> focus_bar(0.4)
+    'focus [##---|-----]'
+    """
+    half = width // 2
+    n = max(0, min(width, round(share * half)))
+    bar = "#" * n + "-" * (width - n)
+    return f"focus [{bar[:half]}|{bar[half:]}]"
+
+
+# the manual stage's states (edge_app.stage) in the annotated frame: BGR
+STATE_COLOURS_BGR = {"moving": (0, 160, 255), "out of focus": (0, 0, 220), "settling": (200, 200, 0),
+                     "counted": (0, 180, 0)}
+
+
+def _draw_focus(img: np.ndarray, share: float, state: str, scale: float) -> None:
+    """A focus bar with a tick at the threshold (the bar's middle) and the state, at the top left."""
+    import cv2
+
+    h, w = img.shape[:2]
+    bw, bh, pad = max(60, w // 5), max(8, int(14 * scale)), max(4, int(8 * scale))
+    x0, y0 = pad, pad
+    colour = STATE_COLOURS_BGR.get(state, (200, 200, 200))
+    cv2.rectangle(img, (x0 - 2, y0 - 2), (x0 + bw + 2, y0 + bh + 2), (32, 32, 32), -1)
+    cv2.rectangle(img, (x0, y0), (x0 + int(bw * min(2.0, max(0.0, share)) / 2), y0 + bh), colour, -1)
+    cv2.line(img, (x0 + bw // 2, y0 - 2), (x0 + bw // 2, y0 + bh + 2), (255, 255, 255), 1)
+    text = f"focus {share:.2f} | {state}"
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.6, 1)
+    ty = y0 + bh + pad + th
+    cv2.rectangle(img, (x0 - 2, ty - th - 2), (x0 + tw + 4, ty + base + 2), (32, 32, 32), -1)
+    cv2.putText(img, text, (x0 + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.6, colour, 1, cv2.LINE_AA)
+
+
 def annotate(frame: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], labels: Sequence[str],
-             groups: Sequence[str], status: str = "") -> np.ndarray:
-    """A copy of ``frame`` with each box drawn in its group's colour, its label, and ``status`` at the bottom."""
+             groups: Sequence[str], status: str = "", focus: tuple[float, str] | None = None) -> np.ndarray:
+    """A copy of ``frame`` with each box drawn in its group's colour, its label, and ``status`` at the bottom;
+    ``focus`` (manual stage: the focus score against its threshold, and the state) as a bar at the top left."""
     import cv2
 
     img = as_bgr_uint8(frame).copy()
@@ -61,6 +99,8 @@ def annotate(frame: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], labe
         cv2.rectangle(img, (0, top), (min(w, tw + 12), h), (32, 32, 32), -1)
         cv2.putText(img, status, (6, h - base - 6), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.7, (255, 255, 255), thick,
                     cv2.LINE_AA)
+    if focus is not None:
+        _draw_focus(img, focus[0], focus[1], scale)
     return img
 
 

@@ -72,6 +72,7 @@ class FrameSource:
     description = ""
 
     def __init__(self) -> None:
+        self.camera_settings: dict[str, Any] = {}  # what a camera locked for the slide (recorded in the run)
         self._stop = threading.Event()
         self.stats: dict[str, int] = {"frames": 0, "dropped": 0, "reopened": 0, "unreadable": 0}
         self.committed: Callable[[str], str | None] = _nothing_committed
@@ -312,10 +313,24 @@ def _opencv_opener(target: int | str, api_name: str, width: int, height: int, fp
     return open_
 
 
-class _PicamCapture:
-    """picamera2 as a :class:`Capture`: a 3-channel ``RGB888`` main stream (BGR byte order)."""
+LOCK_KEYS = ("ExposureTime", "AnalogueGain", "ColourGains")
 
-    def __init__(self, index: int, width: int, height: int, fps: int, controls: dict[str, Any]) -> None:
+
+class _PicamCapture:
+    """picamera2 as a :class:`Capture`: a 3-channel ``RGB888`` main stream (BGR byte order).
+
+    A camera that holds still for a slide: after ``lock_after`` seconds of automatic exposure and
+    white balance, the measured ``ExposureTime``, ``AnalogueGain`` and ``ColourGains`` (frame
+    metadata) are set explicitly with ``AeEnable`` and ``AwbEnable`` off, all in one
+    ``set_controls``. Half of it is a known trap: ``AeEnable`` off alone leaves whatever exposure the
+    pipeline had (picamera2 issue #362: black frames), and an ``ExposureTime`` with AE still on is
+    overridden (#1269). ``held`` keeps the locked values: a camera reopened within the run gets the
+    same ones instead of measuring again. Controls the board profile fixes itself (``AeEnable =
+    false``) are left as given.
+    """
+
+    def __init__(self, index: int, width: int, height: int, fps: int, controls: dict[str, Any],
+                 lock_after: float = 0.0, held: dict[str, Any] | None = None) -> None:
         try:
             from picamera2 import Picamera2
         except ImportError:
@@ -329,9 +344,31 @@ class _PicamCapture:
                 controls={**({"FrameRate": fps} if fps else {}), **controls})
             self._cam.configure(config)
             self._cam.start()
+            held = {} if held is None else held
+            if "controls" in held:
+                self._cam.set_controls(held["controls"])
+            elif lock_after > 0 and controls.get("AeEnable", True) and controls.get("AwbEnable", True):
+                held.update(self._lock(lock_after))
         except Exception:
             self._cam.close()
             raise
+
+    def _lock(self, settle_s: float) -> dict[str, Any]:
+        """Let AE/AWB settle for ``settle_s`` s (frames keep flowing), then fix what they reached."""
+        end = time.monotonic() + settle_s
+        while time.monotonic() < end:
+            self._cam.capture_array("main")
+        md = self._cam.capture_metadata()
+        missing = [k for k in LOCK_KEYS if md.get(k) is None]
+        if missing:  # lock all or nothing: a half-locked camera is the trap above
+            log.warning("camera settings not locked: the frame metadata has no %s", ", ".join(missing))
+            return {"locked": False, "missing": missing}
+        locked = {"AeEnable": False, "AwbEnable": False, "ExposureTime": int(md["ExposureTime"]),
+                  "AnalogueGain": float(md["AnalogueGain"]), "ColourGains": tuple(float(g) for g in md["ColourGains"])}
+        self._cam.set_controls(locked)
+        log.info("camera locked after %.1f s: exposure %d us, analogue gain %.2f, colour gains %.2f/%.2f", settle_s,
+                 locked["ExposureTime"], locked["AnalogueGain"], *locked["ColourGains"])
+        return {"locked": True, "settle_s": settle_s, "controls": locked}
 
     def read(self) -> tuple[bool, Any]:
         return True, self._cam.capture_array("main")
@@ -352,6 +389,7 @@ class CameraSettings:
     fps: int = 10
     give_up_after: float = 30.0  # seconds without a frame before a live camera is given up
     controls: dict[str, Any] = field(default_factory=dict)  # picamera2 controls (fixed exposure, white balance)
+    lock_after: float = 2.0  # picamera2: lock exposure, gain and white balance after this many s (0: never)
 
 
 def _has_gstreamer() -> bool:
@@ -378,8 +416,11 @@ def open_source(spec: str, settings: CameraSettings | None = None, *,
     cam = settings or CameraSettings()
     if spec == "picam" or spec.startswith("picam:"):
         index = _int_after(spec, "picam:", 0)
-        return CameraSource(lambda: _PicamCapture(index, cam.width, cam.height, cam.fps, cam.controls), spec,
-                            give_up_after=cam.give_up_after)
+        held: dict[str, Any] = {}  # the locked settings, kept for a reopen and recorded in the run
+        source = CameraSource(lambda: _PicamCapture(index, cam.width, cam.height, cam.fps, cam.controls,
+                                                    cam.lock_after, held), spec, give_up_after=cam.give_up_after)
+        source.camera_settings = held
+        return source
     if spec.startswith("cam:"):
         index = _int_after(spec, "cam:", None)
         return CameraSource(_opencv_opener(index, "CAP_V4L2", cam.width, cam.height, cam.fps), spec,

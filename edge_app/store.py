@@ -41,8 +41,9 @@ from cytoedge.edge_app.errors import CytoEdgeError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4  # 1: slides, runs, frames, cells; 2: + reviews (the web view's review queue); 3: + frames.frame_key;
-# 4: + cells.p_abnormal (the calibrated abnormal probability: the gallery's suspicion order)
+SCHEMA_VERSION = 5  # 1: slides, runs, frames, cells; 2: + reviews (the web view's review queue); 3: + frames.frame_key;
+# 4: + cells.p_abnormal (the calibrated abnormal probability: the gallery's suspicion order);
+# 5: + a field's slide position and focus (frames.stage_x/stage_y/focus), a cell's slide position (cells.slide_x/slide_y)
 DB_FILE = "cytoedge.sqlite"
 CROPS_DIR = "crops"
 CROP_POLICIES = ("none", "abnormal", "review", "all")  # review = abnormal + unknown
@@ -123,6 +124,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS frames_by_key ON frames (slide_id, frame_key) 
 SCHEMA_V4 = """
 ALTER TABLE cells ADD COLUMN p_abnormal REAL;
 """
+# version 5: with a manual stage (edge_app.stage) a frame row is a settled field: its top-left corner in slide
+# coordinates (full-resolution px of the run's first frame) and its focus score; each cell its box's top-left
+# corner in the same coordinates. NULL for a fixed stage (files, video) and for rows recorded before version 5.
+SCHEMA_V5 = """
+ALTER TABLE frames ADD COLUMN stage_x REAL;
+ALTER TABLE frames ADD COLUMN stage_y REAL;
+ALTER TABLE frames ADD COLUMN focus REAL;
+ALTER TABLE cells ADD COLUMN slide_x REAL;
+ALTER TABLE cells ADD COLUMN slide_y REAL;
+"""
+MIGRATIONS = {3: SCHEMA_V3, 4: SCHEMA_V4, 5: SCHEMA_V5}  # version -> the script that brings version - 1 up to it
 
 
 def is_damage(exc: sqlite3.Error) -> bool:
@@ -180,6 +192,16 @@ class CellResult:
     distance: float | None
     unknown: bool
     p_abnormal: float | None = None  # calibrated probability of the abnormal group (the gallery's order)
+    slide_xy: tuple[float, float] | None = None  # the box's top-left corner in slide coordinates (manual stage)
+
+
+@dataclass(frozen=True)
+class FieldPlace:
+    """Where a settled field lies on the slide (manual stage): its top-left corner and its focus score."""
+
+    x: float
+    y: float
+    focus: float
 
 
 @dataclass
@@ -257,10 +279,11 @@ class Store:
                              f"({SCHEMA_VERSION}): upgrade CytoEdge or use another --out")
         if version == SCHEMA_VERSION:
             return
-        steps = (SCHEMA + SCHEMA_V3 if version < 3 else "") + SCHEMA_V4
+        # versions 1 and 2 only added tables (SCHEMA creates what is missing); from 3 on, columns
+        steps = "".join(MIGRATIONS[v] for v in range(max(3, version + 1), SCHEMA_VERSION + 1))
         try:
             self.conn.executescript(
-                "BEGIN IMMEDIATE;" + steps
+                "BEGIN IMMEDIATE;" + SCHEMA + steps
                 + f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION}, '{now_iso()}');"
                 + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         except sqlite3.DatabaseError:
@@ -337,13 +360,14 @@ class Store:
     @db_errors
     def add_frame(self, slide_id: str, run_id: int, *, name: str, size: tuple[int, int],
                   cells: Sequence[CellResult], crops: Sequence[np.ndarray | None] = (),
-                  timings: dict[str, float] | None = None, seq: int | None = None, key: str | None = None) -> int:
+                  timings: dict[str, float] | None = None, seq: int | None = None, key: str | None = None,
+                  place: FieldPlace | None = None) -> int:
         """Store one frame and its cells in one transaction; save the crops the policy asks for first.
 
         ``crops[i]`` is the crop of ``cells[i]`` (None: nothing to save). ``key`` is the frame's stable
         identity (:mod:`edge_app.resume`; None for a camera frame): a slide holds each key once, so a
         second record of a committed frame is refused (:class:`StoreError`) and its crops removed.
-        Returns the frame's seq.
+        ``place``: the field's position and focus on the slide (manual stage). Returns the frame's seq.
         """
         seq = self.next_seq(slide_id) if seq is None else seq
         paths = [self._save_crop(slide_id, seq, i, c, crops[i] if i < len(crops) else None)
@@ -353,7 +377,7 @@ class Store:
         t = timings or {}
         try:
             with self.transaction():
-                self._insert_frame(slide_id, run_id, seq, name, size, cells, paths, t, key)
+                self._insert_frame(slide_id, run_id, seq, name, size, cells, paths, t, key, place)
         except StoreError:
             self._drop_unreferenced(filter(None, paths))  # don't leave them for the leftovers sweep
             raise
@@ -370,7 +394,7 @@ class Store:
 
     def _insert_frame(self, slide_id: str, run_id: int, seq: int, name: str, size: tuple[int, int],
                       cells: Sequence[CellResult], paths: list[str | None], t: dict[str, float],
-                      key: str | None) -> int:
+                      key: str | None, place: FieldPlace | None = None) -> int:
         if key is not None:
             row = self.conn.execute("SELECT name FROM frames WHERE slide_id = ? AND frame_key = ?",
                                     (slide_id, key)).fetchone()
@@ -379,16 +403,17 @@ class Store:
                                  "is another edge-app writing this slide?")
         cur = self.conn.execute(
             "INSERT INTO frames (slide_id, run_id, seq, name, captured, width, height, n_cells, finder_ms, "
-            "classifier_ms, frame_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "classifier_ms, frame_key, stage_x, stage_y, focus) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (slide_id, run_id, seq, name, now_iso(), size[0], size[1], len(cells), t.get("find"), t.get("classify"),
-             key))
+             key, *((float(place.x), float(place.y), float(place.focus)) if place else (None, None, None))))
         frame_id = int(cur.lastrowid)
         self.conn.executemany(
             "INSERT INTO cells (frame_id, slide_id, idx, x, y, w, h, class_name, grp, confidence, distance, "
-            "unknown, crop_path, p_abnormal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "unknown, crop_path, p_abnormal, slide_x, slide_y) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(frame_id, slide_id, i, *map(int, c.box), c.class_name, c.group, float(c.confidence),
               None if c.distance is None or not np.isfinite(c.distance) else float(c.distance),
-              int(c.unknown), paths[i], None if c.p_abnormal is None else float(c.p_abnormal))
+              int(c.unknown), paths[i], None if c.p_abnormal is None else float(c.p_abnormal),
+              *(map(float, c.slide_xy) if c.slide_xy else (None, None)))
              for i, c in enumerate(cells)])
         return frame_id
 
@@ -397,6 +422,19 @@ class Store:
         """The identities of the frames this slide already holds -> the name each was recorded under."""
         return {r[0]: r[1] for r in self.conn.execute(
             "SELECT frame_key, name FROM frames WHERE slide_id = ? AND frame_key IS NOT NULL", (slide_id,))}
+
+    @db_errors
+    def slide_fields(self, slide_id: str) -> list[tuple[float, float, int, int, float]]:
+        """The slide's settled fields (manual stage): (x, y, width, height, focus) in slide coordinates."""
+        return [(float(r[0]), float(r[1]), int(r[2]), int(r[3]), float(r[4] or 0.0)) for r in self.conn.execute(
+            "SELECT stage_x, stage_y, width, height, focus FROM frames WHERE slide_id = ? AND stage_x IS NOT NULL "
+            "ORDER BY seq", (slide_id,))]
+
+    @db_errors
+    def slide_cell_boxes(self, slide_id: str) -> list[tuple[float, float, int, int]]:
+        """The boxes of the slide's cells that have slide coordinates (manual stage): (x, y, w, h)."""
+        return [(float(r[0]), float(r[1]), int(r[2]), int(r[3])) for r in self.conn.execute(
+            "SELECT slide_x, slide_y, w, h FROM cells WHERE slide_id = ? AND slide_x IS NOT NULL ORDER BY id", (slide_id,))]
 
     @db_errors
     def clear_slide(self, slide_id: str) -> tuple[int, int]:

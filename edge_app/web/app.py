@@ -29,6 +29,7 @@ from flask import Flask, Response, abort, flash, jsonify, redirect, render_templ
 from werkzeug.exceptions import HTTPException
 
 from cytoedge.edge_app.classes import GROUPS
+from cytoedge.edge_app.coverage import coverage_png, progress, slide_fields
 from cytoedge.edge_app.errors import CytoEdgeError, StoreError
 from cytoedge.edge_app.report import REPORT_FORMATS, TriageRule, build_report, format_share, render, slide_verdict
 from cytoedge.edge_app.store import DB_FILE, Store, check_slide_id
@@ -52,6 +53,7 @@ class WebConfig:
     frame_wait_s: float = 2.0  # how long a frame request waits for a new frame before 204
     page_size: int = 24  # review queue items per page
     view_fps: float = 5.0  # the live page asks for at most this many frames per second
+    adequacy_cells: int = 5000  # classifiable squamous cells a slide needs (edge_app.adequacy)
 
 
 def create_app(cfg: WebConfig) -> Flask:
@@ -155,7 +157,8 @@ def create_app(cfg: WebConfig) -> Flask:
                 c = store.slide_counts(snap["slide"])
                 value = {"frames": c.frames, "cells": c.cells, "per_class": c.per_class, "per_group": c.per_group,
                          "class_groups": c.class_groups, "abnormal_fraction": round(c.abnormal_fraction, 4),
-                         "abnormal_fraction_text": format_share(c.abnormal_fraction)}
+                         "abnormal_fraction_text": format_share(c.abnormal_fraction),
+                         "progress": progress(c, slide_fields(store, snap["slide"]), cfg.adequacy_cells)}
         with counts_lock:
             counts_cache.update(key=key, value=value)
         return value
@@ -175,6 +178,15 @@ def create_app(cfg: WebConfig) -> Flask:
         if got is None:
             return Response(status=204)
         return Response(got[1], mimetype="image/jpeg", headers={"X-Frame-Version": str(got[0])})
+
+    @app.get("/slides/<slide_id>/coverage.png")
+    def coverage(slide_id: str) -> Response:
+        sid = slide_arg(slide_id)
+        with open_store() as store:
+            fields = slide_fields(store, sid) if store is not None and store.has_slide(sid) else []
+        if not fields:
+            abort(404, "no coverage map: this slide has no fields with slide coordinates (--stage manual)")
+        return Response(coverage_png(fields), mimetype="image/png")
 
     # -- slides and reports --------------------------------------------------------------------
     def slide_rows(store: Store | None) -> list[dict[str, Any]]:
@@ -206,7 +218,10 @@ def create_app(cfg: WebConfig) -> Flask:
 
     @app.get("/slides/<slide_id>")
     def slide_page(slide_id: str) -> str:
-        return render_template("slide.html", active="slides", rep=report_of(slide_id), formats=REPORT_FORMATS)
+        rep = report_of(slide_id)
+        with open_store() as store:
+            n_fields = len(slide_fields(store, rep["slide"])) if store is not None else 0
+        return render_template("slide.html", active="slides", rep=rep, formats=REPORT_FORMATS, n_fields=n_fields)
 
     @app.get("/api/slides/<slide_id>")
     def api_slide(slide_id: str) -> Response:

@@ -29,6 +29,7 @@ class _Frame:
     labels: tuple[str, ...]
     groups: tuple[str, ...]
     status: str
+    focus: tuple[float, str] | None = None  # manual stage: (focus share, state) for the bar
 
 
 class LiveState:
@@ -46,7 +47,7 @@ class LiveState:
         self._jpeg: tuple[int, bytes] | None = None
         self._info: dict[str, Any] = {"running": False, "slide": None, "frame": None, "frame_name": None,
                                       "frames_done": 0, "fps": 0.0, "status": "", "cells_in_frame": 0,
-                                      "started": None, "ended": None}
+                                      "started": None, "ended": None, "stage": None}
         self.encoded = 0  # frames drawn + encoded (for the stream-cost benchmark)
 
     # -- the capture side -------------------------------------------------------------------------
@@ -55,16 +56,21 @@ class LiveState:
             self._info.update(running=True, slide=slide, started=time.time(), ended=None)
             self._cond.notify_all()
 
-    def publish(self, *, slide: str, frame_no: int, name: str, image: np.ndarray,
+    def publish(self, *, slide: str, frame_no: int | None, name: str, image: np.ndarray,
                 boxes: Sequence[tuple[int, int, int, int]], labels: Sequence[str], groups: Sequence[str],
-                status: str, fps: float) -> None:
-        frame = _Frame(image, tuple(tuple(map(int, b)) for b in boxes), tuple(labels), tuple(groups), status)
+                status: str, fps: float, stage: dict[str, Any] | None = None, committed: bool = True) -> None:
+        """A frame to show; ``committed``: it was recorded (a manual stage shows the frames between fields too,
+        with ``stage``: their state and focus)."""
+        focus = (float(stage["focus_share"]), str(stage["state"])) if stage else None
+        frame = _Frame(image, tuple(tuple(map(int, b)) for b in boxes), tuple(labels), tuple(groups), status, focus)
         with self._cond:
             self._version += 1
             self._frame = frame
-            self._info.update(running=True, slide=slide, frame=frame_no, frame_name=name, fps=round(float(fps), 2),
-                              status=status, cells_in_frame=len(frame.boxes),
-                              frames_done=self._info["frames_done"] + 1)
+            self._info.update(running=True, slide=slide, frame_name=name, fps=round(float(fps), 2), status=status,
+                              stage={k: v for k, v in stage.items() if k != "place"} if stage else None)
+            if committed:
+                self._info.update(frame=frame_no, cells_in_frame=len(frame.boxes),
+                                  frames_done=self._info["frames_done"] + 1)
             self._cond.notify_all()
 
     def on_frame(self, info: dict[str, Any]) -> None:
@@ -72,7 +78,8 @@ class LiveState:
         cells = info["cells"]
         self.publish(slide=info["slide"], frame_no=info["seq"], name=info["name"], image=info["image"],
                      boxes=[c.box for c in cells], labels=info["labels"], groups=[c.group for c in cells],
-                     status=info["status"], fps=info["fps"])
+                     status=info["status"], fps=info["fps"], stage=info.get("stage"),
+                     committed=info.get("committed", True))
 
     def finish(self, reason: str) -> None:
         with self._cond:
@@ -114,7 +121,7 @@ class LiveState:
             img = cv2.resize(img, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
             boxes = tuple((round(x * s), round(y * s), max(1, round(bw * s)), max(1, round(bh * s)))
                           for x, y, bw, bh in boxes)
-        ann = annotate(img, boxes, f.labels, f.groups, f.status)
+        ann = annotate(img, boxes, f.labels, f.groups, f.status, focus=f.focus)
         ok, jpg = cv2.imencode(".jpg", ann, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
             raise RuntimeError("JPEG encoding failed")

@@ -221,3 +221,85 @@ def test_gstreamer_source_needs_an_opencv_with_gstreamer(monkeypatch):
     monkeypatch.setattr(cv2, "getBuildInformation", lambda: "  GStreamer:  NO\n")
     with pytest.raises(SourceError, match="no GStreamer support"):
         open_source("gst:videotestsrc ! appsink")
+
+
+class FakePicamera2:
+    """picamera2's Picamera2 as far as edge-app uses it: AE/AWB settle over the first frames, controls are
+    recorded, and the metadata reports what is in force (the fixed values once AeEnable/AwbEnable are off)."""
+
+    made: list["FakePicamera2"] = []
+
+    def __init__(self, index=0):
+        self.index, self.frames, self.calls, self.started = index, 0, [], False
+        self.controls = {"AeEnable": True, "AwbEnable": True}
+        FakePicamera2.made.append(self)
+
+    def create_video_configuration(self, main, buffer_count, controls):
+        return {"main": main, "controls": controls}
+
+    def configure(self, config):
+        self.size = config["main"]["size"]
+
+    def start(self):
+        self.started = True
+
+    def capture_array(self, stream="main"):
+        self.frames += 1
+        return np.full((self.size[1], self.size[0], 3), 128, np.uint8)
+
+    def capture_metadata(self):
+        settle = min(self.frames, 20)  # the auto algorithms drift towards their values while frames flow
+        md = {"ExposureTime": 4000 + 100 * settle, "AnalogueGain": 1.0 + 0.05 * settle,
+              "ColourGains": (1.5 + 0.01 * settle, 2.0 - 0.01 * settle)}
+        if not self.controls.get("AeEnable", True):
+            md.update(ExposureTime=self.controls["ExposureTime"], AnalogueGain=self.controls["AnalogueGain"])
+        if not self.controls.get("AwbEnable", True):
+            md.update(ColourGains=self.controls["ColourGains"])
+        return md
+
+    def set_controls(self, controls):
+        self.calls.append(dict(controls))
+        self.controls.update(controls)
+
+    def stop(self):
+        self.started = False
+
+    def close(self):
+        pass
+
+
+def test_picam_locks_exposure_gain_and_white_balance_together_and_keeps_them_on_a_reopen(monkeypatch):
+    import sys
+    import types
+
+    FakePicamera2.made.clear()
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
+    src = open_source("picam", CameraSettings(width=64, height=48, lock_after=0.05))
+    cam = FakePicamera2.made[0]
+    assert cam.frames > 0  # it let the automatic exposure run first
+    assert len(cam.calls) == 1  # one set_controls with everything: never AeEnable off alone
+    locked = cam.calls[0]
+    assert set(locked) == {"AeEnable", "AwbEnable", "ExposureTime", "AnalogueGain", "ColourGains"}
+    assert locked["AeEnable"] is False and locked["AwbEnable"] is False
+    settle = min(cam.frames, 20)
+    assert locked["ExposureTime"] == 4000 + 100 * settle and locked["AnalogueGain"] == pytest.approx(1 + 0.05 * settle)
+    assert src.camera_settings["locked"] and src.camera_settings["controls"] == locked  # recorded in the run
+    for _ in range(5):
+        cam.capture_array()
+    assert cam.capture_metadata()["ExposureTime"] == locked["ExposureTime"]  # held while frames go on
+    again = src._opener()  # the camera reopened after a drop-out: the same settings, not measured again
+    assert FakePicamera2.made[1].calls == [locked] and FakePicamera2.made[1].frames == 0
+    again.release()
+    src.close()
+
+
+def test_picam_with_fixed_controls_or_no_lock_time_is_left_as_configured(monkeypatch):
+    import sys
+    import types
+
+    FakePicamera2.made.clear()
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
+    fixed = {"AeEnable": False, "ExposureTime": 8000, "AnalogueGain": 1.0}
+    open_source("picam", CameraSettings(width=64, height=48, lock_after=0.05, controls=fixed)).close()
+    open_source("picam", CameraSettings(width=64, height=48, lock_after=0)).close()
+    assert [c.calls for c in FakePicamera2.made] == [[], []]

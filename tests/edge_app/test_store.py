@@ -182,3 +182,21 @@ def test_a_store_migrated_by_another_connection_meanwhile_opens(tmp_path, monkey
     with Store(tmp_path, create=False) as s:
         assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert s.conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1  # rolled back, not doubled
+
+
+def test_a_version_3_store_gains_the_slide_positions_and_keeps_its_frames(tmp_path):
+    from cytoedge.edge_app.store import DB_FILE, SCHEMA, SCHEMA_V3, FieldPlace
+
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:  # a store written before the manual stage
+        conn.executescript(SCHEMA + SCHEMA_V3 + "INSERT INTO schema_version VALUES (3, 'then'); PRAGMA user_version = 3;"
+                           "INSERT INTO slides VALUES ('S-1', 'then', '[\"a\"]', '{}');")
+    with Store(tmp_path, create=False) as s:
+        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert {"stage_x", "stage_y", "focus"} <= {r[1] for r in s.conn.execute("PRAGMA table_info(frames)")}
+        run = s.start_run("S-1", source="x", model="m", model_sha256="0", fmt="f", board="b", threads=1, settings={})
+        s.add_frame("S-1", run, name="fixed", size=(100, 100), cells=cells_of_a_frame())
+        cells = [CellResult(c.box, c.class_name, c.group, c.confidence, c.distance, c.unknown, slide_xy=(500.0 + i, 40.0))
+                 for i, c in enumerate(cells_of_a_frame())]
+        s.add_frame("S-1", run, name="field", size=(100, 100), cells=cells, place=FieldPlace(480.0, 20.0, 11.5))
+        assert s.slide_fields("S-1") == [(480.0, 20.0, 100, 100, 11.5)]  # the fixed-stage frame has no place
+        assert [b[:2] for b in s.slide_cell_boxes("S-1")] == [(500.0 + i, 40.0) for i in range(len(cells))]

@@ -46,8 +46,10 @@ function showCounts(s) {
   setText("frame-name", s.frame_name || "–");
   setText("fps", Number(s.fps).toFixed(1));
   setText("frame-cells", String(s.cells_in_frame));
+  showStage(s.stage);
   const c = s.counts;
   if (!c) return;
+  showProgress(s.slide, c.progress);
   setText("frames-total", String(c.frames));
   setText("cells-total", String(c.cells));
   setText("abnormal-fraction", c.abnormal_fraction_text);  // formatted by the server, as on every other page
@@ -67,6 +69,44 @@ function showCounts(s) {
     rows.push(tr);
   }
   body.replaceChildren(...rows);
+}
+
+// Manual stage: the focus score against the slide's threshold (the bar is half full at the threshold)
+// and what the device does with the view: moving, out of focus, settling or counted.
+function showStage(st) {
+  const box = document.getElementById("stage");
+  if (!box || !st) return;
+  box.hidden = false;
+  const share = Math.max(0, Math.min(2, Number(st.focus_share)));
+  const bar = document.getElementById("focus-bar");
+  bar.style.width = (50 * share).toFixed(0) + "%";
+  bar.className = share >= 1 ? "ok" : "low";
+  setText("focus-value", Number(st.focus).toFixed(1) + " (needs " + Number(st.threshold).toFixed(1) + ")");
+  const state = document.getElementById("stage-state");
+  state.textContent = st.state;
+  state.className = "badge state-" + st.state.replace(/ /g, "-");
+}
+
+let coverageFields = -1;
+function showProgress(slide, p) {
+  const box = document.getElementById("progress");
+  if (!box || !p) return;
+  box.hidden = false;
+  setText("fields-total", String(p.fields));
+  setText("coverage-fields", String(p.coverage_fields));
+  setText("classifiable", String(p.classifiable));
+  setText("adequacy-threshold", String(p.threshold));
+  setText("abnormal-so-far", (100 * p.abnormal_fraction).toFixed(1) + " %");
+  document.getElementById("adequacy-bar").style.width = Math.min(100, 100 * p.classifiable / p.threshold).toFixed(0) + "%";
+  const ad = document.getElementById("adequacy");
+  ad.textContent = p.adequacy_text;
+  ad.className = "badge " + (p.adequate ? "ok" : "");
+  const img = document.getElementById("coverage");
+  if (p.fields > 0 && p.fields !== coverageFields) {  // a new field: fetch the map again
+    coverageFields = p.fields;
+    img.src = "/slides/" + encodeURIComponent(slide) + "/coverage.png?fields=" + p.fields;
+    img.hidden = false;
+  }
 }
 
 async function countsLoop() {
