@@ -46,8 +46,11 @@ from cytoedge.edge_app.errors import CytoEdgeError
 FIELDS_PER_SLIDE = 5
 ORDERS = ("learning", "suspicion", "random")
 MANIFEST = "cytoedge-reviews.csv"
-FINE_TUNE = ["--epochs", "2", "--lr", "0.003", "--folds", "5", "--fold", "0", "--limit-per-class", "30",
+# one epoch over half of 50 original crops per class (2 cluster frames each: whole groups) and every reviewed crop
+# of the training half's slides twice; what fits the shared 2-core machine (docs/lab-loop.md)
+FINE_TUNE = ["--epochs", "1", "--lr", "0.003", "--folds", "2", "--fold", "0", "--limit-per-class", "50",
              "--review-repeat", "2", "--no-progress"]
+POOL_FIELDS_PER_SLIDE = 1  # the pool's slides are small: the folds split reviews by slide, so more of them
 CEILING = ["--model", "efficientnet_lite0", "--pretrained", "--input-size", "128", "--folds", "2", "--fold", "0",
            "--epochs", "4", "--lr", "0.01", "--no-progress"]
 
@@ -84,13 +87,13 @@ def make_sets(work: Path, scale: float, log: Path) -> dict[str, Path]:
     return out
 
 
-def finder_set(fields: Path) -> dict[str, Any]:
-    """Labelled finder crops of a synthetic tree's fields, with their slide (five fields a slide)."""
+def finder_set(fields: Path, per_slide: int = FIELDS_PER_SLIDE) -> dict[str, Any]:
+    """Labelled finder crops of a synthetic tree's fields, with their slide (``per_slide`` fields a slide)."""
     from cytoedge.benchmarks.finder_accuracy import labelled_finder_crops
 
     rows = labelled_finder_crops(fields / "fields")
     names = sorted({r[0] for r in rows})
-    slide_of = {n: f"slide-{i // FIELDS_PER_SLIDE + 1:02d}" for i, n in enumerate(names)}
+    slide_of = {n: f"slide-{i // per_slide + 1:02d}" for i, n in enumerate(names)}
     return {"slides": [slide_of[r[0]] for r in rows], "truth": [r[1] for r in rows], "crops": [r[2] for r in rows]}
 
 
@@ -242,7 +245,8 @@ def run(parent: Path, lab_a: Path, work: Path, ns: Sequence[int], orders: Sequen
     log = work / "lab_loop.log"
     t0 = time.perf_counter()
     sets = make_sets(work, scale, log)
-    pool, test_b, test_a = (finder_set(sets[k]) for k in ("b-pool", "b-test", "a-test"))
+    pool = finder_set(sets["b-pool"], POOL_FIELDS_PER_SLIDE)
+    test_b, test_a = (finder_set(sets[k]) for k in ("b-test", "a-test"))
     reference = lab_a / "fields" if (lab_a / "fields" / "truth.json").is_file() else sets["a-test"] / "fields"
     test_b_reinhard = finder_set(reinhard_copy(sets["b-test"], reference, work / "b-test-reinhard"))
     print(f"finder crops: pool {len(pool['truth'])}, lab B test {len(test_b['truth'])}, lab A test "
