@@ -91,7 +91,14 @@ def finder_set(fields: Path, per_slide: int = FIELDS_PER_SLIDE) -> dict[str, Any
     """Labelled finder crops of a synthetic tree's fields, with their slide (``per_slide`` fields a slide)."""
     from cytoedge.benchmarks.finder_accuracy import labelled_finder_crops
 
-    rows = labelled_finder_crops(fields / "fields")
+    cache = fields.with_name(fields.name + ".finder-crops.npz")  # the finder's crops, kept for a rerun (the fields never change)
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            rows = [(f, t, z[f"c{k}"]) for k, (f, t) in enumerate(zip(z["field"].tolist(), z["truth"].tolist()))]
+    else:
+        rows = labelled_finder_crops(fields / "fields")
+        np.savez(cache, field=np.array([r[0] for r in rows]), truth=np.array([r[1] for r in rows]),
+                 **{f"c{k}": r[2] for k, r in enumerate(rows)})
     names = sorted({r[0] for r in rows})
     slide_of = {n: f"slide-{i // per_slide + 1:02d}" for i, n in enumerate(names)}
     return {"slides": [slide_of[r[0]] for r in rows], "truth": [r[1] for r in rows], "crops": [r[2] for r in rows]}
