@@ -46,9 +46,10 @@ class FieldScore:
     class_pairs: list[tuple[str, str]] = field(default_factory=list)  # (truth, predicted) of mask matches, --model
 
 
-def score_fields(fields_dir: Path, iou: float = 0.5, finder_cfg=None, classifier=None) -> list[FieldScore]:
-    """Score every field of ``truth.json``; with ``classifier`` also classify the matched cells' crops."""
-    from cytoedge.edge_app.finder import FinderConfig, crops_of, find_cells
+def field_matches(fields_dir: Path, iou: float = 0.5, finder_cfg=None):
+    """Per field of ``truth.json``: (record, image, detections, mask matches, box matches, finder ms); a match is
+    (truth cell index, detection index, IoU), greedy at IoU >= ``iou``."""
+    from cytoedge.edge_app.finder import FinderConfig, find_cells
     from cytoedge.edge_app.outlines import read_outline
     from cytoedge.edge_app.sources import read_image
 
@@ -57,7 +58,6 @@ def score_fields(fields_dir: Path, iou: float = 0.5, finder_cfg=None, classifier
         raise CytoEdgeError(f"no truth.json in {fields_dir}: pass a folder written by 'edge-train synth --fields N'")
     truth = json.loads(truth_file.read_text())
     cfg = finder_cfg or FinderConfig()
-    scores = []
     for rec in truth["fields"]:
         image, err = read_image(fields_dir / rec["image"])
         if image is None:
@@ -70,12 +70,32 @@ def score_fields(fields_dir: Path, iou: float = 0.5, finder_cfg=None, classifier
         m_iou = mask_ious(polys, [d.contour for d in dets], size)
         tboxes = [c["bbox_xywh"] for c in rec["cells"]]
         b_iou = np.array([[box_iou(tb, d.box) for d in dets] for tb in tboxes]).reshape(len(tboxes), len(dets))
-        mm, bm = greedy_matches(m_iou, iou), greedy_matches(b_iou, iou)
+        yield rec, image, dets, greedy_matches(m_iou, iou), greedy_matches(b_iou, iou), ms
+
+
+def labelled_finder_crops(fields_dir: Path, iou: float = 0.5, finder_cfg=None
+                          ) -> list[tuple[str, str, np.ndarray]]:
+    """(field image name, true class, BGR crop as edge-app cuts it) of every cell the finder matched."""
+    from cytoedge.edge_app.finder import crops_of
+
+    out = []
+    for rec, image, dets, mm, _, _ in field_matches(fields_dir, iou, finder_cfg):
+        crops = crops_of(image, [dets[j] for _, j, _ in mm]) if mm else []
+        out += [(rec["image"], rec["cells"][i]["class"], c) for (i, _, _), c in zip(mm, crops)]
+    return out
+
+
+def score_fields(fields_dir: Path, iou: float = 0.5, finder_cfg=None, classifier=None) -> list[FieldScore]:
+    """Score every field of ``truth.json``; with ``classifier`` also classify the matched cells' crops."""
+    from cytoedge.edge_app.finder import crops_of
+
+    scores = []
+    for rec, image, dets, mm, bm, ms in field_matches(fields_dir, iou, finder_cfg):
         pairs = []
         if classifier is not None and mm:
             preds = classifier.classify(crops_of(image, [dets[j] for _, j, _ in mm]))
             pairs = [(rec["cells"][i]["class"], p.class_name) for (i, _, _), p in zip(mm, preds)]
-        scores.append(FieldScore(rec["image"], len(polys), len(dets), len(mm), len(bm),
+        scores.append(FieldScore(rec["image"], len(rec["cells"]), len(dets), len(mm), len(bm),
                                  float(np.mean([v for _, _, v in mm])) if mm else 0.0, ms, pairs))
     return scores
 

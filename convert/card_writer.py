@@ -47,6 +47,7 @@ def source_record(bundle: Any) -> dict[str, Any]:
         "threshold_quantile": bundle.threshold_quantile,
         "training_metrics": bundle.metrics,
         "training_centroid_threshold": bundle.threshold,
+        "lineage": bundle.lineage,  # a fine-tune's parent model (card and bundle hashes) and review set
     }
 
 

@@ -246,8 +246,11 @@ def run(opts: AppOptions, on_frame: Callable[[dict[str, Any]], None] | None = No
             if summary.stage == "fixed":
                 source.resume_with(committed.lookup)
             # manual: every frame is decoded (the tracker must see the motion); a field already recorded is not again
+            from cytoedge.edge_app.models import remember_model
+
             summary.run_id = store.start_run(
                 slide, source=source.description, model=clf.card.architecture, model_sha256=clf.entry.sha256,
+                card_sha256=remember_model(store, opts.model),
                 fmt=clf.format, board=board.name, threads=threads,
                 settings={"min_confidence": opts.min_confidence, "save_crops": opts.save_crops,
                           "finder": asdict(opts.finder), "rescan": opts.rescan, "board_check": checked,

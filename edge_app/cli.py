@@ -8,6 +8,7 @@
     edge-app export-reviews --out cytoedge-data --to reviewed/   # reviewed crops for edge-train --data
     edge-app classify --model models/shufflenet crops/ 'more/*.png' [--json FILE] [--csv FILE]   # crops, no finder
     edge-app store check --out cytoedge-data            # integrity check; 'store recover' salvages a damaged file
+    edge-app model install DIR --out cytoedge-data      # keep a model in the store and use it; 'model rollback'
     edge-app --config /etc/cytoedge/edge-app.toml       # options from a file (hardware/systemd/edge-app.toml)
 """
 
@@ -82,7 +83,9 @@ def get_parser() -> argparse.ArgumentParser:
                "'edge-app store check|recover' (a damaged store).\n"
                "A screening aid, not a diagnosis.")
     add_config_option(p)
-    p.add_argument("--model", type=Path, required=True, help="model folder written by edge-convert (model_card.json)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="model folder written by edge-convert (model_card.json); default: the model installed in "
+                        "the store with 'edge-app model install'")
     p.add_argument("--source", default="",
                    help="folder or glob of images, an image or video file, cam:N, /dev/videoN, gst:PIPELINE or "
                         "picam (default: the board profile's camera)")
@@ -273,7 +276,7 @@ def get_store_parser() -> argparse.ArgumentParser:
 
 
 def get_calibrate_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-app calibrate",
+    p = Parser(prog="edge-app calibrate",
                                 description="Record the illumination field (vignetting, colour cast) on an empty area "
                                             "of a slide, for 'edge-app --flat-field FILE' to divide out before the "
                                             "finder. Stored with the board and camera it was measured on.")
@@ -286,6 +289,18 @@ def get_calibrate_parser() -> argparse.ArgumentParser:
                    help="frames skipped first while a camera settles (default: %(default)s)")
     p.add_argument("--to", type=Path, help="file to write (default: OUT/calibration/flat-field-BOARD.npz)")
     _add_store_option(p)
+
+
+def get_model_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="edge-app model", description="The models this store has run: install one "
+                                "(copied into the store, used when edge-app runs without --model), list them, or "
+                                "roll back to the one in use before. Every slide record keeps the model that made it.")
+    sub = p.add_subparsers(dest="action", required=True, metavar="{install,list,rollback}")
+    inst = sub.add_parser("install", help="copy a model folder into the store and use it from now on")
+    inst.add_argument("model", type=Path, help="model folder written by edge-convert (model_card.json)")
+    _add_store_option(inst)
+    _add_store_option(sub.add_parser("list", help="every model the store has seen; * marks the one in use"))
+    _add_store_option(sub.add_parser("rollback", help="use the model that was in use before the current one"))
     return p
 
 
@@ -311,6 +326,10 @@ def _run(argv: Sequence[str]) -> int:
                               margin=a.crop_margin)
     except ValueError as exc:
         raise CytoEdgeError(f"cell finder settings: {exc}") from None
+    if a.model is None:
+        from cytoedge.edge_app.models import installed_model_dir
+
+        a.model = installed_model_dir(a.out)
     try:
         stage_cfg = StageConfig(focus_rel=a.focus_rel, focus_floor=a.focus_floor, still_px=a.still_px,
                                 work_width=a.work_width)
@@ -534,6 +553,30 @@ def _calibrate(argv: Sequence[str]) -> int:
     ff.save(to)
     print(f"flat field of {len(frames)} frames written to {to} (vignetting {ff.meta['vignetting']:.0%}); "
           f"use it with: edge-app --flat-field {to} ...")
+
+
+def _model(argv: Sequence[str]) -> int:
+    from cytoedge.edge_app.models import install_model, list_models, rollback_model
+    from cytoedge.edge_app.store import Store
+
+    a = get_model_parser().parse_args(argv)
+    with Store(a.out, create=a.action == "install") as store:
+        if a.action == "install":
+            m = install_model(store, a.model)
+            print(f"installed {m.architecture} {m.card_sha256[:12]} into {m.path(store)}; in use from now on "
+                  f"(back to the previous one: edge-app model rollback --out {a.out})")
+        elif a.action == "rollback":
+            left, now = rollback_model(store)
+            print(f"rolled back from {left.architecture} {left.card_sha256[:12]} to {now.architecture} "
+                  f"{now.card_sha256[:12]} ({now.path(store)})")
+        else:
+            models = list_models(store)
+            for m in models:
+                parent = f", fine-tuned from {m.parent_card_sha256[:12]}" if m.parent_card_sha256 else ""
+                print(f"{'*' if m.in_use else ' '} {m.card_sha256[:12]}  {m.architecture:22s} first seen "
+                      f"{m.first_seen}{parent}  {m.folder}")
+            if not models:
+                print(f"no models in {a.out} yet")
     return 0
 
 
@@ -553,7 +596,8 @@ def _boards(argv: Sequence[str]) -> int:
 
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"report": _report, "boards": _boards, "serve": _serve,
                                                            "export-reviews": _export_reviews, "store": _store,
-                                                           "classify": _classify, "calibrate": _calibrate}
+                                                           "classify": _classify, "calibrate": _calibrate,
+                                                           "model": _model}
 
 
 def _main(argv: Sequence[str] | None) -> int:

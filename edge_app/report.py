@@ -230,7 +230,8 @@ def build_report(store: Store, slide_id: str, rule: TriageRule | None = None, re
                     "score": None if r.distance is None else round(r.distance, 4), "box": list(r.box),
                     "crop": str(store.folder / r.crop_path) if r.crop_path else None}
                    for r in review[:review_limit]],
-        "runs": [{k: run[k] for k in ("started", "ended", "source", "model", "format", "board", "threads", "summary")}
+        "runs": [{k: run.get(k) for k in ("started", "ended", "source", "model", "card_sha256", "format", "board",
+                                          "threads", "summary")}
                  for run in counts.runs],
     }
 
@@ -272,7 +273,8 @@ def render_markdown(rep: dict[str, Any]) -> str:
     else:
         lines.append("None.")
     lines += ["", "## Runs", ""]
-    lines += [f"- {r['started']} {r['model']} ({r['format']}, {r['board']}, {r['threads']} threads) "
+    lines += [f"- {r['started']} {r['model']}" + (f" card {r['card_sha256'][:12]}" if r.get("card_sha256") else "")
+              + f" ({r['format']}, {r['board']}, {r['threads']} threads) "
               f"from {r['source']}" + ("" if r["ended"] else " - did not finish cleanly") for r in rep["runs"]]
     return "\n".join(lines) + "\n"
 

@@ -41,9 +41,10 @@ from cytoedge.edge_app.errors import CytoEdgeError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5  # 1: slides, runs, frames, cells; 2: + reviews (the web view's review queue); 3: + frames.frame_key;
+SCHEMA_VERSION = 6  # 1: slides, runs, frames, cells; 2: + reviews (the web view's review queue); 3: + frames.frame_key;
 # 4: + cells.p_abnormal (the calibrated abnormal probability: the gallery's suspicion order);
 # 5: + a field's slide position and focus (frames.stage_x/stage_y/focus), a cell's slide position (cells.slide_x/slide_y)
+# 6: + models, model_events, runs.card_sha256 (the device keeps every model it ran: edge_app.models)
 DB_FILE = "cytoedge.sqlite"
 CROPS_DIR = "crops"
 CROP_POLICIES = ("none", "abnormal", "review", "all")  # review = abnormal + unknown
@@ -134,7 +135,27 @@ ALTER TABLE frames ADD COLUMN focus REAL;
 ALTER TABLE cells ADD COLUMN slide_x REAL;
 ALTER TABLE cells ADD COLUMN slide_y REAL;
 """
-MIGRATIONS = {3: SCHEMA_V3, 4: SCHEMA_V4, 5: SCHEMA_V5}  # version -> the script that brings version - 1 up to it
+
+# version 6: every model the device ran or was given, keyed by the SHA-256 of its model_card.json; which one is
+# in use follows from the events (install pushes a model, rollback returns to the one before); a run names its card.
+SCHEMA_V6 = """
+CREATE TABLE IF NOT EXISTS models (
+    card_sha256 TEXT PRIMARY KEY,   -- of model_card.json
+    architecture TEXT NOT NULL,
+    folder TEXT NOT NULL,           -- where its files are: relative to the store (installed) or as given to --model
+    first_seen TEXT NOT NULL,       -- ISO 8601 UTC
+    parent_card_sha256 TEXT,        -- the card's lineage: the model it was fine-tuned from
+    card TEXT NOT NULL              -- the model card itself (JSON), kept after its files are gone
+);
+CREATE TABLE IF NOT EXISTS model_events (
+    id INTEGER PRIMARY KEY,
+    card_sha256 TEXT NOT NULL REFERENCES models(card_sha256),
+    at TEXT NOT NULL,
+    action TEXT NOT NULL            -- install / rollback
+);
+ALTER TABLE runs ADD COLUMN card_sha256 TEXT;
+"""
+MIGRATIONS = {3: SCHEMA_V3, 4: SCHEMA_V4, 5: SCHEMA_V5, 6: SCHEMA_V6}  # version -> the script that brings version - 1 up to it
 
 
 def is_damage(exc: sqlite3.Error) -> bool:
@@ -329,12 +350,14 @@ class Store:
 
     @db_errors
     def start_run(self, slide_id: str, *, source: str, model: str, model_sha256: str, fmt: str, board: str,
-                  threads: int, settings: dict[str, Any]) -> int:
+                  threads: int, settings: dict[str, Any], card_sha256: str | None = None) -> int:
+        """A new run; ``card_sha256`` names the model (a row of ``models``, see :meth:`remember_model`)."""
         with self.transaction():
             cur = self.conn.execute(
-                "INSERT INTO runs (slide_id, started, source, model, model_sha256, format, board, threads, settings)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (slide_id, now_iso(), source, model, model_sha256, fmt, board, threads, json.dumps(settings)))
+                "INSERT INTO runs (slide_id, started, source, model, model_sha256, format, board, threads, settings,"
+                " card_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (slide_id, now_iso(), source, model, model_sha256, fmt, board, threads, json.dumps(settings),
+                 card_sha256))
         return int(cur.lastrowid)
 
     @db_errors
@@ -534,7 +557,7 @@ class Store:
                 per_class[r[0]] = per_class.get(r[0], 0) + r[3]
         frames = self.conn.execute("SELECT COUNT(*) FROM frames WHERE slide_id = ?", (slide_id,)).fetchone()[0]
         runs = [dict(r) for r in self.conn.execute(
-            "SELECT id, started, ended, source, model, model_sha256, format, board, threads, summary, settings "
+            "SELECT id, started, ended, source, model, model_sha256, format, board, threads, summary, settings, card_sha256 "
             "FROM runs WHERE slide_id = ? ORDER BY id", (slide_id,))]
         for r in runs:
             r["summary"] = json.loads(r["summary"]) if r["summary"] else None

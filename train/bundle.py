@@ -7,7 +7,7 @@ A folder with
   (input size, mean/std), embedding kind (``l2``, ``bnneck``, ``raw``; older bundles
   without the key are ``raw``) and dim, per-class embedding centroids and the
   distance threshold for "unknown", the resolved training config, fold, validation
-  metrics, and the SHA-256 of ``weights.pt``;
+  metrics, the SHA-256 of ``weights.pt``, and for a fine-tune its ``lineage`` (parent model, review set);
 * ``split.json``  - the data root and the fold's train / validation samples
   (relative path, class index, group), so conversion calibrates on the training
   split and validates on the validation split that this very model never saw.
@@ -48,6 +48,7 @@ class Bundle:
     weights_sha256: str = ""
     created: str = ""
     embedding: str = "raw"  # how the net makes its embedding (train.models.registry.EMBEDDINGS)
+    lineage: dict[str, Any] = field(default_factory=dict)  # parent model and review set of a fine-tune (train.lineage)
     directory: Path | None = None
 
     @property
@@ -78,6 +79,7 @@ class Bundle:
             "metrics": self.metrics,
             "config": self.config,
             "weights_sha256": self.weights_sha256,
+            "lineage": self.lineage,
         }
 
     # -- paths ----------------------------------------------------------------
@@ -183,6 +185,7 @@ def read_bundle(directory: str | Path) -> Bundle:
             metrics=d.get("metrics", {}),
             weights_sha256=d.get("weights_sha256", ""),
             created=d.get("created", ""),
+            lineage=dict(d.get("lineage") or {}),
             directory=directory,
         )
     except (KeyError, TypeError, ValueError) as exc:

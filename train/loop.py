@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from cytoedge.train.errors import CheckpointError, TrainingDivergedError
 from cytoedge.train.losses import HybridLoss, outlier_exposure_loss
 from cytoedge.train.metrics import classification_metrics, same_scores_for_every_image
 from cytoedge.train.models import create_model, get_model_info
+
+if TYPE_CHECKING:
+    from cytoedge.train.lineage import Lineage
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -189,7 +192,8 @@ def _write_predictions(path: Path, ds: CellDataset, root: Path, logits: np.ndarr
 
 
 def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.ndarray, val_idx: np.ndarray,
-               dist: DistInfo, device: torch.device, resume: bool, on_epoch: EpochCallback | None = None) -> FoldResult:
+               dist: DistInfo, device: torch.device, resume: bool, on_epoch: EpochCallback | None = None,
+               lineage: "Lineage | None" = None) -> FoldResult:
     from tqdm import tqdm
 
     from cytoedge.train.plots import plot_confusion, plot_curves
@@ -199,6 +203,9 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
     names = index.class_names
     spec = preprocess_spec(cfg)
     train_samples = [index.samples[i] for i in train_idx]
+    if lineage is not None and cfg.review_repeat > 1:  # reviewed crops seen more often than the original data
+        reviewed = lineage.review_paths()
+        train_samples += [s for s in train_samples if s.path in reviewed] * (cfg.review_repeat - 1)
     val_samples = [index.samples[i] for i in val_idx]
     cache: dict[int, np.ndarray] = {}
     train_ds = CellDataset(train_samples, spec, train=True, cache=cache, augmentation=augmentation(cfg))
@@ -207,6 +214,10 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
     seed_everything(cfg.seed, fold)
     model = create_model(cfg.model, len(names), pretrained=cfg.pretrained, weights=cfg.weights or None,
                          embedding=cfg.embedding).to(device)
+    if lineage is not None and lineage.parent is not None:
+        from cytoedge.train.lineage import load_parent_weights
+
+        load_parent_weights(model, lineage.parent)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           dampening=cfg.dampening)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.milestones, gamma=cfg.gamma)
@@ -316,7 +327,8 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
     plot_confusion(metrics["confusion_matrix"], names, fold_dir / "confusion_matrix.png", title)
     plot_curves(history, fold_dir / "curves.png", title)
 
-    rel = lambda s: str(s.path.relative_to(index.root))  # noqa: E731
+    # reviewed crops live outside the data root: their absolute path (root / absolute = absolute)
+    rel = lambda s: str(s.path.relative_to(index.root) if s.path.is_relative_to(index.root) else s.path)  # noqa: E731
     split = {"root": str(index.root.resolve()),
              "train": [[rel(s), s.label, s.group] for s in train_samples],
              "val": [[rel(s), s.label, s.group] for s in val_samples]}
@@ -325,6 +337,7 @@ def train_fold(cfg: TrainConfig, index: DatasetIndex, fold: int, train_idx: np.n
                     centroids=cents.tolist(), threshold=thr,
                     threshold_quantile=cfg.threshold_quantile, config=cfg.to_dict(), fold=fold, folds=cfg.folds,
                     metrics={k: metrics[k] for k in ("accuracy", "precision", "recall", "specificity", "f1", "n",
-                                                     "abnormal")})
+                                                     "abnormal")},
+                    lineage=lineage.record(cfg.review_repeat) if lineage is not None else {})
     write_bundle(fold_dir, bundle, model.state_dict(), split)
     return FoldResult(fold, metrics, history, fold_dir)

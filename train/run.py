@@ -15,6 +15,7 @@ from cytoedge.train.errors import ConfigError
 from cytoedge.train.metrics import METRIC_KEYS, mean_std
 
 if TYPE_CHECKING:
+    from cytoedge.train.lineage import Lineage
     from cytoedge.train.loop import EpochCallback
 
 CONFIG_FILE, SUMMARY_FILE = "config.json", "summary.json"
@@ -143,10 +144,34 @@ def random_init_hint(cfg: TrainConfig) -> str | None:
 def check_initial_weights(cfg: TrainConfig) -> None:
     """Load the ImageNet weights asked for once before anything is written: a missing file is a one-line
     error that leaves no half-made run folder behind (and a download, when online, lands in the cache first)."""
+    if cfg.init_from:  # the parent's architecture and embedding before a run folder is made
+        from cytoedge.train.lineage import check_compatible, resolve_parent
+
+        parent = resolve_parent(cfg.init_from)
+        check_compatible(parent, cfg.model, cfg.embedding, None)
     if cfg.pretrained or cfg.weights:
         from cytoedge.train.models import create_model
 
         create_model(cfg.model, 2, pretrained=cfg.pretrained, weights=cfg.weights or None, embedding=cfg.embedding)
+
+
+def with_lineage(cfg: TrainConfig, index: DatasetIndex) -> tuple[DatasetIndex, "Lineage | None"]:
+    """``--init-from`` / ``--reviews``: the parent (checked against the data's classes) and the reviewed crops
+    appended to the original samples (grouped by slide); None without either."""
+    if not cfg.init_from and not cfg.reviews:
+        return index, None
+    from cytoedge.train.lineage import Lineage, check_compatible, read_reviews, resolve_parent
+
+    parent = resolve_parent(cfg.init_from) if cfg.init_from else None
+    if parent is not None:
+        check_compatible(parent, cfg.model, cfg.embedding, index.class_names)
+    reviews = read_reviews(cfg.reviews, index.class_names, Path(cfg.out)) if cfg.reviews else None
+    if reviews is not None:
+        index = DatasetIndex(index.root, index.layout, index.class_names, index.samples + reviews.samples,
+                             index.frames, index.skipped, index.ignored_dirs)
+        print(f"reviews: {len(reviews.samples)} reviewed crops from {len(reviews.slides)} slide(s) "
+              f"({', '.join(f'{n} {c}' for c, n in reviews.per_class.items() if n)}), sha256 {reviews.sha256[:12]}")
+    return index, Lineage(parent, reviews)
 
 
 def run_training(cfg: TrainConfig, *, resume: bool = False, on_epoch: "EpochCallback | None" = None
@@ -174,6 +199,7 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, on_epoch: "EpochCall
             atomic_write_json(Path(cfg.out) / CONFIG_FILE, cfg.to_dict())
         barrier(dist)
         index = limit_samples(scan_dataset(cfg.data), cfg.limit_per_class, cfg.seed)
+        index, lineage = with_lineage(cfg, index)
         folds = make_folds(index.samples, index.class_names, cfg.folds, groups=cfg.groups, seed=cfg.seed)
         if dist.is_main:
             print(index.summary())
@@ -192,7 +218,7 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, on_epoch: "EpochCall
                     results.append({"fold": k, "metrics": json.loads((fold_dir / "metrics.json").read_text())})
                 continue
             tr, va = folds[k]
-            res = train_fold(cfg, index, k, tr, va, dist, device, resume, on_epoch)
+            res = train_fold(cfg, index, k, tr, va, dist, device, resume, on_epoch, lineage)
             if dist.is_main:
                 results.append({"fold": k, "metrics": res.metrics})
                 print(f"fold {k}: accuracy {100 * res.metrics['accuracy']:.2f} %, bundle {res.directory}")

@@ -35,7 +35,7 @@ from cytoedge.edge_app.report import REPORT_FORMATS, TriageRule, build_report, f
 from cytoedge.edge_app.store import DB_FILE, Store, check_slide_id
 from cytoedge.edge_app.web.live import LiveState
 from cytoedge.edge_app.web.reviews import (NOT_A_CELL, ReviewError, add_review, allowed_labels, cell_id_of, export_zip,
-                                  reviews, review_queue)
+                                  reviews, review_queue, QUEUE_ORDERS)
 from cytoedge.edge_app.web.security import (CSRF_FIELD, CSRF_HEADER, LOCAL_NAMES, TOKEN_COOKIE, has_control_chars,
                                    local_path, new_csrf_token, presented_token, same_origin, token_matches)
 
@@ -256,8 +256,11 @@ def create_app(cfg: WebConfig) -> Flask:
             else:
                 if slide_id is not None and not store.has_slide(slide_id):
                     abort(404, f"no slide {slide_id!r} in this store")
+                order = request.args.get("order", "doubt")
+                if order not in QUEUE_ORDERS:
+                    abort(400, f"order must be one of {', '.join(QUEUE_ORDERS)}")
                 items, total = review_queue(store, slide_id, include_reviewed=show_reviewed,
-                                            limit=cfg.page_size, offset=(page - 1) * cfg.page_size)
+                                            limit=cfg.page_size, offset=(page - 1) * cfg.page_size, order=order)
                 labels = {s: allowed_labels(store, s) for s in {i.cell.slide_id for i in items}}
                 recent = reviews(store, slide_id=slide_id, limit=20)
                 slides = [s.slide_id for s in store.list_slides()]

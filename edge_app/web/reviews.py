@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cytoedge.edge_app.atomic import atomic_write_bytes, atomic_write_text, public_dir
+from cytoedge.edge_app.classes import ABNORMAL, GROUPS, UNKNOWN
 from cytoedge.edge_app.csvsafe import SafeWriter
 from cytoedge.edge_app.errors import CytoEdgeError
 from cytoedge.edge_app.store import MAX_ROWID, CellRecord, Store, db_errors, now_iso
@@ -192,16 +193,32 @@ def latest_reviews(store: Store, slide_id: str | None = None) -> dict[int, Revie
 
 
 SUSPICIOUS = 30  # the queue of a slide leads with this many cells most likely abnormal (the report's gallery)
+QUEUE_ORDERS = ("doubt", "learning")
 
 
 def review_queue(store: Store, slide_id: str | None = None, *, include_reviewed: bool = False,
-                 limit: int = 50, offset: int = 0) -> tuple[list[QueueItem], int]:
-    """(one page of the queue, how many items the whole queue holds): cells with a saved crop, for one slide the
-    most suspicious first, then the most doubtful."""
+                 limit: int = 50, offset: int = 0, order: str = "doubt") -> tuple[list[QueueItem], int]:
+    """(one page of the queue, how many items the whole queue holds): cells with a saved crop.
+
+    ``doubt`` (screening): for one slide the SUSPICIOUS cells most likely abnormal first, then the abnormal and
+    unknown cells, unknown first, then the least confident. ``learning``: every cell with a crop, in the order
+    that teaches a fine-tune most (:func:`edge_app.review_order.learning_order`: least confident first, spread
+    over slides and classes)."""
+    if order not in QUEUE_ORDERS:
+        raise ReviewError(f"unknown queue order {str(order)[:20]!r}: choose one of {', '.join(QUEUE_ORDERS)}")
     done = latest_reviews(store, slide_id)
-    cells = store.suspicion_order(slide_id, SUSPICIOUS) if slide_id else store.cells_to_review(None)
+    if order == "learning":
+        cells = store.cells_to_review(slide_id, groups=GROUPS)
+    else:
+        cells = store.suspicion_order(slide_id, SUSPICIOUS) if slide_id else store.cells_to_review(None)
     items = [QueueItem(c, done.get(c.id)) for c in cells
              if c.crop_path and (include_reviewed or c.id not in done)]
+    if order == "learning":
+        from cytoedge.edge_app.review_order import learning_order
+
+        cells = [it.cell for it in items]
+        items = [items[i] for i in learning_order([c.slide_id for c in cells], [c.class_name for c in cells],
+                                                  [1.0 - c.confidence for c in cells])]
     return items[offset:offset + limit], len(items)
 
 

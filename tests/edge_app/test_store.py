@@ -191,7 +191,7 @@ def test_a_version_3_store_gains_the_slide_positions_and_keeps_its_frames(tmp_pa
         conn.executescript(SCHEMA + SCHEMA_V3 + "INSERT INTO schema_version VALUES (3, 'then'); PRAGMA user_version = 3;"
                            "INSERT INTO slides VALUES ('S-1', 'then', '[\"a\"]', '{}');")
     with Store(tmp_path, create=False) as s:
-        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         assert {"stage_x", "stage_y", "focus"} <= {r[1] for r in s.conn.execute("PRAGMA table_info(frames)")}
         run = s.start_run("S-1", source="x", model="m", model_sha256="0", fmt="f", board="b", threads=1, settings={})
         s.add_frame("S-1", run, name="fixed", size=(100, 100), cells=cells_of_a_frame())

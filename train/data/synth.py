@@ -49,6 +49,7 @@ from cytoedge.edge_app.atomic import atomic_write_json
 from cytoedge.edge_app.clitools import Parser
 from cytoedge.edge_app.classes import SIPAKMED_CLASSES, SIPAKMED_FOLDERS
 from cytoedge.edge_app.outlines import format_outline, outline_bbox
+from cytoedge.train.data.synth_lab import LABS, LabStyle, lab_style
 from cytoedge.train.errors import ConfigError, DataError
 
 MARKER = "synth.json"
@@ -82,6 +83,7 @@ class SynthOptions:
     fields: int = 0  # extra mixed-class slide fields under OUT/fields/
     non_cells: int = 40  # non-cell crops per kind under OUT/negatives/ and OUT/ood/ (0: none)
     frame_size: tuple[int, int] = (1280, 960)  # (width, height) of frames and fields, pixels
+    lab: str = "a"  # whose stain, camera and microscope (train.data.synth_lab.LABS); "a": the generator as it was
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -102,6 +104,7 @@ class SynthOptions:
             raise ConfigError(f"--non-cells must be 0 or more, got {self.non_cells}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be 0 or more, got {self.seed}")
+        lab_style(self.lab)
         w, h = self.frame_size
         if min(w, h) < MIN_FRAME:
             raise ConfigError(f"--frame-size must be at least {MIN_FRAME}x{MIN_FRAME}, got {w}x{h}")
@@ -225,7 +228,8 @@ def _write_class(folder: Path, cls: str, ci: int, opts: SynthOptions) -> tuple[i
     for fi, n in enumerate(counts):
         rng = _rng(opts.seed, ci, fi)
         by = [others[int(k)] for k in rng.integers(len(others), size=int(rng.poisson(BYSTANDER_RATE)))]
-        frame = compose_frame([cls] * n, opts.frame_size, opts.difficulty, rng, bystander_classes=by)
+        frame = compose_frame([cls] * n, opts.frame_size, opts.difficulty, rng, bystander_classes=by,
+                              lab=lab_style(opts.lab))
         stem = f"{fi + 1:03d}"
         write_image(folder / f"{stem}.bmp", frame.image)
         for k, cell in enumerate(frame.cells, start=1):
@@ -257,11 +261,11 @@ def _write_fields(folder: Path, opts: SynthOptions) -> int:
         rng = _rng(opts.seed, len(SIPAKMED_CLASSES), k)
         n = int(rng.integers(max(1, fit // 2), fit + 1))
         fields.append(([names[int(i)] for i in rng.choice(len(names), size=n, p=shares)], rng))
-    return write_fields(folder, fields, opts.seed, opts.difficulty, opts.frame_size)
+    return write_fields(folder, fields, opts.seed, opts.difficulty, opts.frame_size, lab_style(opts.lab))
 
 
 def write_fields(folder: Path, fields: list[tuple[list[str], np.random.Generator]], seed: int, difficulty: float,
-                 frame_size: tuple[int, int]) -> int:
+                 frame_size: tuple[int, int], lab: LabStyle = LABS["a"]) -> int:
     """One slide field per ``(classes, rng)``: exactly those labelled cells, outlines and ``truth.json``.
 
     Returns the number of labelled cells. ``truth.json`` lists every field's cells (class,
@@ -272,7 +276,7 @@ def write_fields(folder: Path, fields: list[tuple[list[str], np.random.Generator
     folder.mkdir(parents=True)
     records, n_cells = [], 0
     for k, (classes, rng) in enumerate(fields):
-        frame = compose_frame(classes, frame_size, difficulty, rng)
+        frame = compose_frame(classes, frame_size, difficulty, rng, lab=lab)
         stem = f"field_{k + 1:03d}"
         write_image(folder / f"{stem}.png", frame.image)
         cells = []
@@ -289,13 +293,14 @@ def write_fields(folder: Path, fields: list[tuple[list[str], np.random.Generator
                         "distractors": [{"kind": d.kind, "bbox_xywh": list(d.bbox_xywh)} for d in frame.distractors]})
     truth = {"generator": GENERATOR, "version": GENERATOR_VERSION, "seed": seed,
              "difficulty": difficulty, "bbox_format": "x, y, width, height in pixels (x right, y down)",
-             "fields": records}
+             "fields": records, **({"lab": lab.to_dict()} if lab != LABS["a"] else {})}
     (folder / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
     return n_cells
 
 
 def write_slide(folder: Path, classes: list[str], seed: int, *, per_field: int | None = None,
-                difficulty: float = DEFAULT_DIFFICULTY, frame_size: tuple[int, int] = (1280, 960)) -> int:
+                difficulty: float = DEFAULT_DIFFICULTY, frame_size: tuple[int, int] = (1280, 960),
+                lab: str = "a") -> int:
     """A slide of exactly ``classes`` (one labelled cell each, in a seeded random order) over as many fields
     as it takes at ``per_field`` cells each (default: 3/4 of a field's capacity); the labelled-cell count.
 
@@ -307,7 +312,7 @@ def write_slide(folder: Path, classes: list[str], seed: int, *, per_field: int |
     shuffled = [classes[i] for i in order]
     chunks = [shuffled[i:i + per_field] for i in range(0, len(shuffled), per_field)]
     fields = [(chunk, _rng(seed, len(SIPAKMED_CLASSES) + 2, k)) for k, chunk in enumerate(chunks)]
-    return write_fields(folder, fields, seed, difficulty, frame_size)
+    return write_fields(folder, fields, seed, difficulty, frame_size, lab_style(lab))
 
 
 def generate(opts: SynthOptions) -> SynthSummary:
@@ -323,8 +328,12 @@ def generate(opts: SynthOptions) -> SynthSummary:
             crops[cls], frames[cls] = _write_class(folder, cls, ci, opts)
         field_cells = _write_fields(staging / FIELDS_DIR, opts) if opts.fields else 0
         non_cells = _write_non_cells(staging, opts) if opts.non_cells else {}
-        meta = {"generator": GENERATOR, "version": GENERATOR_VERSION,
-                "options": {**asdict(opts), "out": None, "frame_size": list(opts.frame_size)},
+        options = {**asdict(opts), "out": None, "frame_size": list(opts.frame_size)}
+        if opts.lab == "a":  # lab A's synth.json stays what it was before labs existed
+            del options["lab"]
+        else:
+            options["lab_style"] = lab_style(opts.lab).to_dict()
+        meta = {"generator": GENERATOR, "version": GENERATOR_VERSION, "options": options,
                 "crops": crops, "frames": frames, "fields": opts.fields, "field_cells": field_cells,
                 "non_cells": non_cells}
         _publish(staging, out, meta)
@@ -362,6 +371,9 @@ def build_parser(prog: str = "edge-train synth") -> argparse.ArgumentParser:
     p.add_argument("--non-cells", type=int, default=d.non_cells, metavar="N",
                    help=f"non-cell crops per kind under OUT/negatives (training may use them) and OUT/ood "
                         f"(a test set of other kinds and another seed); 0: none (default {d.non_cells})")
+    p.add_argument("--lab", default=d.lab, choices=sorted(LABS),
+                   help="whose stain, camera and microscope: 'a' (default), or 'b', another lab's (denser bluer "
+                        "haematoxylin, paler eosin, warmer white balance, gamma 0.8, JPEG 60, vignetting, softer focus)")
     p.add_argument("--frame-size", type=_size, default=d.frame_size, metavar="WxH",
                    help="frame size in pixels (default {}x{})".format(*d.frame_size))
     return p
@@ -379,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     opts = SynthOptions(out=args.out, per_class=args.per_class, frames=args.frames, seed=args.seed,
                         difficulty=args.difficulty, fields=args.fields, frame_size=args.frame_size,
-                        non_cells=args.non_cells)
+                        non_cells=args.non_cells, lab=args.lab)
     print(generate(opts).line())
     return 0
 

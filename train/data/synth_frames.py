@@ -16,9 +16,12 @@ import cv2
 import numpy as np
 
 from cytoedge.train.data import synth_cells as sc
+from cytoedge.train.data import synth_lab
+from cytoedge.train.data.synth_lab import LabStyle
 from cytoedge.train.data.synth_morphology import CellParams, sample_cell
 
 CANDIDATES = 64  # positions tried per cell
+DEFAULT_LAB = LabStyle()  # lab A: the generator as it always was
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,10 @@ def _light(size: tuple[int, int], difficulty: float, rng: np.random.Generator) -
 
 
 def compose_frame(classes: list[str], size: tuple[int, int], difficulty: float,
-                  rng: np.random.Generator, bystander_classes: list[str] | None = None) -> Frame:
-    """One field ``size = (width, height)`` holding labelled cells of ``classes`` (in that order)."""
+                  rng: np.random.Generator, bystander_classes: list[str] | None = None,
+                  lab: LabStyle = DEFAULT_LAB) -> Frame:
+    """One field ``size = (width, height)`` holding labelled cells of ``classes`` (in that order), as ``lab``
+    stains and photographs it (:mod:`train.data.synth_lab`)."""
     w, h = size
     bystander_classes = list(bystander_classes or [])
     all_classes = classes + bystander_classes
@@ -115,7 +120,7 @@ def compose_frame(classes: list[str], size: tuple[int, int], difficulty: float,
     placed = [PlacedCell(c, s.translated(*xy), p, i < len(classes))
               for i, (c, s, p, xy) in enumerate(zip(all_classes, shapes, params, centres))]
 
-    od, palette = blank_slide(size, difficulty, rng)
+    od, palette = blank_slide(size, difficulty, rng, lab)
     area = w * h / (1280 * 960)
     for _ in range(rng.poisson((0.6 + 1.5 * difficulty) * area)):
         sc.draw_mucus(od, rng, palette)
@@ -128,31 +133,36 @@ def compose_frame(classes: list[str], size: tuple[int, int], difficulty: float,
         box = sc.draw_inflammatory(od, rng.uniform([12, 12], [w - 12, h - 12]), palette, rng)
         distractors.append(Distractor("inflammatory", box))
 
-    img = render(od, size, difficulty, rng)
+    img = render(od, size, difficulty, rng, lab)
     return Frame(img, [c for c in placed if c.labelled],
                  [c for c in placed if not c.labelled], distractors)
 
 
-def blank_slide(size: tuple[int, int], difficulty: float,
-                rng: np.random.Generator) -> tuple[np.ndarray, sc.Palette]:
+def blank_slide(size: tuple[int, int], difficulty: float, rng: np.random.Generator,
+                lab: LabStyle = DEFAULT_LAB) -> tuple[np.ndarray, sc.Palette]:
     """An empty ``H x W x 3`` absorbance canvas (a faint background stain) and the slide's stain palette."""
     w, h = size
-    palette = sc.Palette.varied(rng, 0.05 + 0.12 * difficulty)
+    palette = synth_lab.stain(sc.Palette.varied(rng, 0.05 + 0.12 * difficulty), lab)
     haze = 0.025 + 0.012 * sc.smooth_noise((h, w), 48.0, rng)  # faint background stain
     return cv2.merge([haze * float(a) for a in palette.cyan]), palette  # float32, RGB
 
 
-def render(od: np.ndarray, size: tuple[int, int], difficulty: float, rng: np.random.Generator) -> np.ndarray:
-    """Absorbance canvas -> the BGR uint8 picture: uneven light, slight defocus, sensor noise (``od`` is consumed)."""
+def render(od: np.ndarray, size: tuple[int, int], difficulty: float, rng: np.random.Generator,
+           lab: LabStyle = DEFAULT_LAB) -> np.ndarray:
+    """Absorbance canvas -> the BGR uint8 picture: uneven light, slight defocus, sensor noise (``od`` is consumed);
+    then the lab's camera (gamma, JPEG)."""
     np.negative(od, out=od)
     np.exp(od, out=od)
     light, lamp = _light(size, difficulty, rng)
+    light = synth_lab.falloff(light, lab)
+    lamp = synth_lab.lamp(lamp, lab)
     cv2.multiply(od, cv2.merge([light] * 3), dst=od)
     cv2.multiply(od, (*lamp.tolist(), 0.0), dst=od)
-    img = cv2.GaussianBlur(od, (0, 0), 0.6 + rng.uniform(0.0, 0.5) + 1.2 * difficulty)
+    img = cv2.GaussianBlur(od, (0, 0), 0.6 + rng.uniform(0.0, 0.5) + 1.2 * difficulty + lab.blur)
     noise = rng.standard_normal(img.shape, dtype=np.float32)
     noise *= np.float32(1.5 + 4.0 * difficulty)
     img += noise
+    img = synth_lab.camera(img, lab)
     img += np.float32(0.5)  # round to nearest in the cast below
     np.clip(img, 0, 255, out=img)
-    return cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR)
+    return synth_lab.jpeg(cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR), lab)

@@ -91,8 +91,8 @@ def test_v1_store_is_upgraded_in_place(tmp_path):
         conn.executescript(v1 + "INSERT INTO slides VALUES ('s1', '2026-01-01T00:00:00+00:00', '[\"a\"]', '{}');"
                            "INSERT INTO schema_version VALUES (1, 'then'); PRAGMA user_version = 1;")
     with Store(folder, create=False) as s:
-        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
-        assert [r[0] for r in s.conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 5]
+        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert [r[0] for r in s.conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 6]
         cols = [r[1] for r in s.conn.execute("PRAGMA table_info(cells)")]
         assert "p_abnormal" in cols and "slide_x" in cols  # version 4: the gallery; 5: slide coordinates
         assert "frame_key" in [r[1] for r in s.conn.execute("PRAGMA table_info(frames)")]  # version 3: resume
