@@ -140,7 +140,7 @@ def test_fp32_matches_pytorch_and_validation_numbers_are_reproducible(converted)
     xd = np.stack([preprocess(im, bundle.preprocessing) for im in crops]).transpose(0, 3, 1, 2)
     with torch.no_grad():
         dataset_logits, _ = net(torch.from_numpy(np.ascontiguousarray(xd)))
-    assert float((dataset_logits.numpy().argmax(1) == crop_labels).mean()) > 0.35 and acc > 0.2
+    assert float((dataset_logits.numpy().argmax(1) == crop_labels).mean()) > 0.35
     assert table["tflite-fp32"]["agreement"] == 1.0 and table["tflite-int8"]["agreement"] >= 0.8
     out = _run(_litert(card, "tflite-fp32"), card.artifacts["tflite-fp32"], card.preprocessing, images)
     assert np.abs(out["logits"] - logits.numpy()).max() < 1e-3
