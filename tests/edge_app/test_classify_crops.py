@@ -101,8 +101,8 @@ def test_bad_input_is_a_one_line_error(device_model, model_copy, crop_dirs, tmp_
     (tmp_path / "only_bad" / "x.png").write_bytes(b"")
     cases = [
         ([str(tmp_path / "missing.png")], device_model, "no such file or folder"),
-        ([str(crop_dirs["one"])], model_copy, "schema version 1 is not supported (this CytoEdge reads version 2): "
-                                              "convert the model again"),
+        ([str(crop_dirs["one"])], model_copy, "schema version 1 is not supported (this CytoEdge reads versions 2 "
+                                              "and 3): convert the model again"),
         ([str(crop_dirs["one"]), "--threads", "0"], device_model, "--threads must be >= 1"),
         ([str(tmp_path / "only_bad")], device_model, "none of the 1 files could be read"),
     ]
