@@ -109,7 +109,8 @@ def test_camera_goes_on(device_model, field_frames, tmp_path):
         def release(self):
             pass
 
-    opts = AppOptions(model=device_model, source="", slide="cam", out=tmp_path / "store", threads=1, max_frames=2)
+    opts = AppOptions(model=device_model, source="", slide="cam", out=tmp_path / "store", threads=1, max_frames=2,
+                      stage="fixed")  # a fixed stage: every camera frame a record (manual: edge_app.stage)
     for expected in (2, 4):
         run(opts, source=CameraSource(Camera, "cam:test", give_up_after=5.0))
         assert slide_record(opts.out, "cam")["frames"] == expected
