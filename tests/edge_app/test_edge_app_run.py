@@ -154,7 +154,8 @@ def test_camera_that_drops_out_is_reopened_then_given_up(device_model, field_fra
 
     cam = CameraSource(opener, "cam:test", give_up_after=1.0, backoff=(0.05, 0.2))
     with pytest.raises(SourceError, match="delivered no frame for 1 s after 1 reopen"):
-        run(AppOptions(model=device_model, source="", slide="live", out=tmp_path / "store", threads=1), source=cam)
+        run(AppOptions(model=device_model, source="", slide="live", out=tmp_path / "store", threads=1,
+                       stage="fixed"), source=cam)  # every frame a record (a camera defaults to --stage manual)
     s = assert_store_consistent(tmp_path / "store")
     frames = s.slide_counts("live").frames
     assert frames >= 2  # frames from before and after the reopen were committed
