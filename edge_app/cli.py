@@ -289,6 +289,7 @@ def get_calibrate_parser() -> argparse.ArgumentParser:
                    help="frames skipped first while a camera settles (default: %(default)s)")
     p.add_argument("--to", type=Path, help="file to write (default: OUT/calibration/flat-field-BOARD.npz)")
     _add_store_option(p)
+    return p
 
 
 def get_model_parser() -> argparse.ArgumentParser:
@@ -553,6 +554,7 @@ def _calibrate(argv: Sequence[str]) -> int:
     ff.save(to)
     print(f"flat field of {len(frames)} frames written to {to} (vignetting {ff.meta['vignetting']:.0%}); "
           f"use it with: edge-app --flat-field {to} ...")
+    return 0
 
 
 def _model(argv: Sequence[str]) -> int:

@@ -183,7 +183,9 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str], *, section:
         raw = read_config_file(path)
         if section is None:
             skip = set(sections)
-            values = {k: v for k, v in raw.items() if k not in skip}
+            # a sub-command's table is skipped; a plain key of the same name (``model = DIR`` beside the
+            # ``edge-app model`` sub-command) is the main command's
+            values = {k: v for k, v in raw.items() if not (k in skip and isinstance(v, dict))}
         else:
             own = raw.get(section, {})
             if not isinstance(own, dict):

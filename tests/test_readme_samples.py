@@ -19,7 +19,9 @@ SAMPLES = ("edge-convert", "edge-app")
 def samples() -> dict[str, list[str]]:
     """Sample name -> its lines, from README.md and docs/*.md; a name marked twice is an error."""
     found: dict[str, list[str]] = {}
-    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+    pages = [REPO / "README.md"]
+    pages += sorted((REPO / "docs").glob("*.md"))
+    for page in pages:
         for m in MARKED.finditer(page.read_text(encoding="utf-8")):
             assert m["name"] not in found, f"sample {m['name']} is marked twice (again in {page.name})"
             found[m["name"]] = m["body"].splitlines()

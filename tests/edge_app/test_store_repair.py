@@ -49,7 +49,8 @@ def damage(db: Path, pages: list[int]) -> None:
 
 def cells_pages(db: Path, n: int, seed: int = 0) -> list[int]:
     """``n`` leaf pages of the cells table: b-tree table leaves (first byte 0x0D) holding bare class names (the
-    cells' rows; slides rows hold them quoted in JSON, frames rows file names, index pages no class names),
+    cells' rows; slides rows hold them quoted in JSON, frames rows file names, index pages no class names; any
+    other '"' byte may be part of a binary REAL or a record header),
     not the table's last page."""
     conn = sqlite3.connect(db)
     size = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -57,7 +58,7 @@ def cells_pages(db: Path, n: int, seed: int = 0) -> list[int]:
     data = db.read_bytes()
     leaves = [i + 1 for i in range(1, len(data) // size)
               if data[i * size] == 0x0D and b"koilocytotic" in data[i * size:(i + 1) * size]
-              and b".png" not in data[i * size:(i + 1) * size] and b'"' not in data[i * size:(i + 1) * size]]
+              and b".png" not in data[i * size:(i + 1) * size] and b'"koilocytotic"' not in data[i * size:(i + 1) * size]]
     return random.Random(seed).sample(leaves[:-1], n)
 
 
