@@ -36,7 +36,7 @@ from cytoedge.edge_app.errors import StoreError
 from cytoedge.edge_app.store import DB_FILE, MAX_ROWID, Store
 
 BATCH = 500
-TABLES = ("slides", "runs", "frames", "cells", "reviews")  # parents before children
+TABLES = ("slides", "runs", "frames", "cells", "reviews", "models", "model_events")  # parents before children
 
 
 class StoreDamagedError(StoreError):
@@ -177,8 +177,11 @@ def _consistent(tables: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list
     keep_cells = {c["id"] for c in cells}
     reviews = [r for r in tables["reviews"] if r["cell_id"] in keep_cells]
     drop("reviews of a cell left out", len(tables["reviews"]) - len(reviews))
+    models = {r["card_sha256"]: r for r in tables["models"]}  # the device's model history (edge_app.models)
+    events = [e for e in tables["model_events"] if e["card_sha256"] in models]
+    drop("model events of an unreadable model", len(tables["model_events"]) - len(events))
     return {"slides": list(slides.values()), "runs": sorted(runs, key=lambda r: r["id"]), "frames": whole,
-            "cells": cells, "reviews": reviews}, dropped
+            "cells": cells, "reviews": reviews, "models": list(models.values()), "model_events": events}, dropped
 
 
 def _insert(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> int:

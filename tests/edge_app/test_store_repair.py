@@ -160,3 +160,23 @@ def test_recover_refuses_while_an_edge_app_writes_and_an_unreadable_schema(tmp_p
     with pytest.raises(StoreError):
         recover_store(folder)
     assert (folder / DB_FILE).is_file()  # nothing was moved
+
+
+def test_recover_keeps_the_devices_model_history(tmp_path, capsys):
+    """Every model the device ran (edge_app.models: the models and model_events tables) survives a recovery, so
+    a rollback after it still knows the model before."""
+    folder = tmp_path / "store"
+    fill(folder, finish=False)
+    with Store(folder, create=False) as s, s.transaction():
+        for sha, parent in (("a" * 64, None), ("b" * 64, "a" * 64)):
+            s.conn.execute("INSERT INTO models (card_sha256, architecture, folder, first_seen, parent_card_sha256, card) "
+                           "VALUES (?, 'shufflenet_v2', ?, 'then', ?, '{}')", (sha, f"models/{sha[:16]}", parent))
+        s.conn.executemany("INSERT INTO model_events (card_sha256, at, action) VALUES (?, 'then', ?)",
+                           [("a" * 64, "install"), ("b" * 64, "install")])
+    damage(folder / DB_FILE, cells_pages(folder / DB_FILE, 2))
+    assert main(["store", "recover", "--out", str(folder)]) == 0
+    with Store(folder, create=False) as s:
+        models = s.conn.execute("SELECT card_sha256, parent_card_sha256 FROM models ORDER BY card_sha256").fetchall()
+        events = s.conn.execute("SELECT card_sha256, action FROM model_events ORDER BY id").fetchall()
+    assert [tuple(m) for m in models] == [("a" * 64, None), ("b" * 64, "a" * 64)]
+    assert [tuple(e) for e in events] == [("a" * 64, "install"), ("b" * 64, "install")]
