@@ -372,9 +372,12 @@ def _web_server(a: argparse.Namespace, live: "LiveState | None" = None) -> "WebS
     from cytoedge.edge_app.web.security import resolve_token
     from cytoedge.edge_app.web.server import WebServer
 
+    from cytoedge.edge_app.adequacy import adequacy_threshold
+
     rule = _config_rule(a.config)
-    cfg = WebConfig(store=a.out, token=resolve_token(a.host, a.token), live=live, rule=rule,
-                    adequacy_cells=rule.adequacy_needed)
+    # edge-app --web counts towards its own --preparation / --adequacy-cells; serve shows the report's rule
+    need = adequacy_threshold(a.preparation, a.adequacy_cells) if hasattr(a, "preparation") else rule.adequacy_needed
+    cfg = WebConfig(store=a.out, token=resolve_token(a.host, a.token), live=live, rule=rule, adequacy_cells=need)
     return WebServer(cfg, a.host, a.port)
 
 

@@ -162,8 +162,11 @@ def test_source_marks_committed_frames_before_decoding(distinct_frames, tmp_path
     assert [f.image is None for f in frames] == [True, False, True]
 
 
-def _start(device_model, source: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cytoedge.edge_app", "--model", str(device_model), "--source", str(source),
+def _start(device_model, source: Path, out: Path, *, gated: bool = False) -> subprocess.Popen:
+    """edge-app on ``source``; ``gated``: the source never ends after its last frame (gated_edge_app.py), so the
+    run can only end by being killed."""
+    cmd = [str(Path(__file__).with_name("gated_edge_app.py"))] if gated else ["-m", "cytoedge.edge_app"]
+    return subprocess.Popen([sys.executable, *cmd, "--model", str(device_model), "--source", str(source),
                              "--slide", "k", "--out", str(out), "--threads", "1", "--save-crops", "all", "--quiet"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -180,27 +183,25 @@ def test_kill_9_and_rerun_loop_counts_like_one_clean_run(device_model, distinct_
 
     out = tmp_path / "killed"
     rng = random.Random(12)
-    kills = 0
-    for target in sorted(rng.sample(range(n - 4), 6)):  # kill -9 once the store holds `target` frames, then a bit
-        proc = _start(device_model, src, out)          # later: in start-up, a frame, a crop write or a commit
-        deadline = time.monotonic() + 120
-        while committed_frames(out / "cytoedge.sqlite") < target and proc.poll() is None and time.monotonic() < deadline:
+    targets = sorted(rng.sample(range(n - 4), 6))
+    for target in targets:  # kill -9 once the store holds `target` frames, then a bit later: in start-up, a
+        proc = _start(device_model, src, out, gated=True)  # frame, a crop write or a commit. The gated source
+        deadline = time.monotonic() + 120                  # never ends, so the kill always cuts a run, whatever
+        while committed_frames(out / "cytoedge.sqlite") < target and proc.poll() is None:  # the host's speed
+            assert time.monotonic() < deadline, "the app committed too few frames in 120 s"
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 0.25))
-        if proc.poll() is not None:
-            break
+        assert proc.poll() is None, f"a gated run ended by itself: {proc.stderr.read()}"
         proc.kill()
         proc.wait()
-        kills += 1
     proc = _start(device_model, src, out)  # and one run to the end
     assert proc.wait(timeout=300) == 0, proc.stderr.read()
-    assert kills >= 4
     assert slide_record(out, "k") == expected
     with Store(out, create=False) as s:
         ends = s.conn.execute("SELECT COUNT(ended), COUNT(*) FROM runs").fetchone()
     # the killed runs are on record, marked interrupted (ended NULL); a kill in start-up, before the run is
     # registered, leaves no row, so at most kills + 1 rows and at least the last run and one killed one
-    assert ends[0] == 1 and 2 <= ends[1] <= kills + 1
+    assert ends[0] == 1 and 2 <= ends[1] <= len(targets) + 1
     assert not list(out.rglob("*.tmp")), "temporary files of killed runs were swept"
 
 
