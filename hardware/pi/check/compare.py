@@ -47,8 +47,10 @@ OUTPUT_TOL = 0.05
 OUTPUT_KEYS = re.compile(r"(confidence|score|distance|prob|probability)$")
 FP32_LOGIT_TOL = 1e-4
 # keys (JSON) and columns (SQLite) that describe the run, not the slide: times, timings, the board and
-# what edge-app found out about it (board_check)
-VOLATILE = re.compile(r"^(captured|started|ended|created|generated|applied|reviewed|seconds|board|board_check)$"
+# what edge-app found out about it (board_check), when the store first saw a model (first_seen) or a model
+# event happened (at)
+VOLATILE = re.compile(r"^(captured|started|ended|created|generated|applied|reviewed|seconds|board|board_check"
+                      r"|first_seen|at)$"
                       r"|_(ms|s|per_s|ms_mean|created)$")
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?")
 MAX_SHOWN = 5
@@ -64,8 +66,9 @@ class Check:
 def is_volatile(key: str) -> bool:
     """Keys that may differ between two runs of the same slide.
 
-    >>> [k for k in ("started", "finder_ms", "frames_per_s", "class_name", "board", "confidence") if is_volatile(k)]
-    ['started', 'finder_ms', 'frames_per_s', 'board']
+    >>> [k for k in ("started", "finder_ms", "frames_per_s", "class_name", "board", "confidence", "first_seen")
+    ...  if is_volatile(k)]
+    ['started', 'finder_ms', 'frames_per_s', 'board', 'first_seen']
     """
     return bool(VOLATILE.search(key))
 
